@@ -1,0 +1,1 @@
+"""ZenML pipelines (one per module)."""

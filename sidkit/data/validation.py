@@ -1,0 +1,348 @@
+"""Data validation with Great Expectations (GX Core 1.x), called directly.
+
+Nothing is fixed silently. Every check is a GX expectation run on the canonical
+frames (converted to pandas; GX has no polars source); the failing rows are mapped
+back to their source file, row and column through the ``_file``/``_row`` provenance
+columns. The outcome is a :class:`ValidationReport` (JSON + HTML) and a quarantine
+frame holding every rejected row with the reason.
+
+``on_invalid``
+    ``"fail"`` (default): any rejected row fails the run (see :func:`raise_for_report`).
+    ``"quarantine"``: rejected rows are removed from the validated catalogue, kept in
+    the quarantine artifact and counted in the report; the checks are then re-run
+    until no new row is rejected (removing an item also rejects its interactions).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from sidkit.data.schema import INTERACTION_SCHEMA, ITEM_SCHEMA, Catalogue, rejected_frame
+from sidkit.errors import ConfigError, DataValidationError
+
+log = logging.getLogger(__name__)
+
+
+class ValidationRules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on_invalid: str = "fail"              # "fail" | "quarantine"
+    min_user_interactions: int = 3        # leave-one-out needs train + valid + test
+    min_item_interactions: int = 0        # 0: cold items (no interaction) are legitimate
+    min_text_coverage: float = 0.9        # share of items that must have some text
+    rating_range: tuple[float, float] | None = None
+
+
+@dataclass
+class CheckResult:
+    table: str
+    check: str
+    column: str | None
+    success: bool
+    n_failed: int = 0
+    examples: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class ValidationReport:
+    subject: str
+    passed: bool
+    checks: list[CheckResult]
+    n_rows: dict[str, int]
+    rejected_rows: int
+    mode: str
+    warnings: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    engine: str = "great_expectations"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ValidationReport":
+        d = dict(d)
+        d["checks"] = [CheckResult(**c) for c in d["checks"]]
+        return cls(**d)
+
+    def failure_message(self, limit: int = 5) -> str:
+        failed = [c for c in self.checks if not c.success]
+        lines = [f"validation of {self.subject} failed: {self.rejected_rows} row(s) rejected by "
+                 f"{len(failed)} check(s)"]
+        for c in failed:
+            col = f" column '{c.column}'" if c.column else ""
+            lines.append(f"- [{c.table}] {c.check}{col}: {c.n_failed} failing; {c.detail}")
+            lines.extend(f"    {e}" for e in c.examples[:limit])
+        lines.append("Rejected rows and reasons are in the quarantine artifact; fix the source data "
+                     "or set validation.on_invalid: quarantine to continue without them.")
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        rows = []
+        for c in self.checks:
+            colour = "#1b7f3b" if c.success else "#b00020"
+            ex = "<br>".join(html.escape(e) for e in c.examples[:10])
+            rows.append(f"<tr><td>{html.escape(c.table)}</td><td>{html.escape(c.check)}</td>"
+                        f"<td>{html.escape(c.column or '')}</td><td style='color:{colour}'>"
+                        f"{'pass' if c.success else 'FAIL'}</td><td>{c.n_failed}</td>"
+                        f"<td>{html.escape(c.detail)}</td><td><small>{ex}</small></td></tr>")
+        warn = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+        verdict = "PASSED" if self.passed else "FAILED"
+        return (f"<html><head><meta charset='utf-8'><title>Validation: {html.escape(self.subject)}</title>"
+                "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+                "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}</style></head><body>"
+                f"<h2>Validation of {html.escape(self.subject)}: {verdict}</h2>"
+                f"<p>{self.created_at} &middot; engine: {self.engine} &middot; mode: {self.mode} &middot; "
+                f"rows: {html.escape(json.dumps(self.n_rows))} &middot; rejected rows: {self.rejected_rows}</p>"
+                + (f"<h3>Warnings</h3><ul>{warn}</ul>" if warn else "")
+                + "<table><tr><th>table</th><th>check</th><th>column</th><th>result</th><th>failing</th>"
+                "<th>detail</th><th>examples (file, row)</th></tr>" + "".join(rows) + "</table></body></html>")
+
+
+# ------------------------------------------------------------------ GX plumbing
+
+def _gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, gxe, ctx
+
+
+def run_expectations(ctx, gx, name: str, frame, expectations: list) -> list[tuple[Any, list[int]]]:
+    """Validate a pandas frame; returns (expectation config, failing row indices) per expectation."""
+    src = ctx.data_sources.add_pandas(f"src_{name}")
+    batch = (src.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+             .get_batch(batch_parameters={"dataframe": frame}))
+    res = batch.validate(gx.ExpectationSuite(name, expectations=expectations),
+                         result_format={"result_format": "COMPLETE"})
+    out = []
+    for r in res.results:
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise DataValidationError(f"GX could not run {r.expectation_config.type} on {name}: "
+                                      f"{r.exception_info.get('exception_message')}")
+        idx = [] if r.success else list(r.result.get("unexpected_index_list") or [])
+        out.append((r.expectation_config, r.success, idx))
+    return out
+
+
+def _where(frame: pl.DataFrame, i: int, column: str | None) -> str:
+    f, row = frame["_file"][i], frame["_row"][i]
+    col = f", column '{column}'" if column else ""
+    return f"{f}, row {row if row is not None else '?'}{col}"
+
+
+# ------------------------------------------------------------------ catalogue
+
+def _catalogue_checks(cat: Catalogue, rules: ValidationRules, ctx, gx, gxe, tag: str):
+    """(check results, rejected rows as dicts) for one pass."""
+    checks: list[CheckResult] = []
+    rejects: list[dict] = []
+    items, inter = cat.items, cat.interactions
+
+    def record(table, frame, check, column, success, idx, reason, detail=""):
+        examples = [f"{_where(frame, i, column)}: {reason}" for i in idx[:20]]
+        checks.append(CheckResult(table, check, column, success, len(idx), examples, detail or reason))
+        for i in idx:
+            row = frame.row(i, named=True)
+            rejects.append({"table": table, "file": row["_file"], "row": row["_row"], "column": column,
+                            "check": check, "reason": reason,
+                            "record": json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str)})
+
+    # schema: every canonical column exists with the right dtype (the loaders guarantee it;
+    # a hand-built catalogue may not)
+    for table, frame, schema in (("items", items, ITEM_SCHEMA), ("interactions", inter, INTERACTION_SCHEMA)):
+        for col, dtype in schema.items():
+            ok = col in frame.columns and frame.schema[col] == dtype
+            if not ok:
+                checks.append(CheckResult(table, "schema", col, False, frame.height, [],
+                                          f"column must exist with dtype {dtype}"))
+        if any(not c.success and c.check == "schema" for c in checks):
+            return checks, rejects, True
+
+    item_pd = items.select("item_id", "title", "description", "attributes").to_pandas()
+    counts = inter.group_by("user_id").len().rename({"len": "user_n"})
+    item_counts = inter.group_by("item_id").len().rename({"len": "item_n"})
+    inter_x = inter.join(counts, on="user_id", how="left", maintain_order="left")
+    inter_pd = inter_x.select("user_id", "item_id", "position", "rating", "user_n").to_pandas()
+    item_ids = items["item_id"].drop_nulls().unique().to_list()
+
+    item_exp = [gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
+                gxe.ExpectColumnValuesToBeUnique(column="item_id")]
+    item_pd = item_pd.assign(item_n=items.join(item_counts, on="item_id", how="left", maintain_order="left")["item_n"]
+                             .fill_null(0).to_numpy())
+    item_exp.append(gxe.ExpectColumnValuesToBeBetween(column="item_n", min_value=rules.min_item_interactions))
+    res = run_expectations(ctx, gx, f"items_{tag}", item_pd, item_exp)
+    reasons = ["item_id is empty", "item_id is not unique",
+               f"item has fewer than {rules.min_item_interactions} interaction(s)"]
+    names = ["not_null", "unique", "min_item_interactions"]
+    for (cfg, ok, idx), reason, name in zip(res, reasons, names):
+        record("items", items, name, "item_id", ok, idx, reason)
+
+    inter_exp = [gxe.ExpectColumnValuesToNotBeNull(column="user_id"),
+                 gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
+                 gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=item_ids),
+                 gxe.ExpectColumnValuesToBeBetween(column="user_n", min_value=rules.min_user_interactions)]
+    reasons = ["user_id is empty", "item_id is empty", "item does not exist in the items table",
+               f"user has fewer than {rules.min_user_interactions} interactions"]
+    names = ["not_null", "not_null", "item_exists", "min_user_interactions"]
+    columns = ["user_id", "item_id", "item_id", "user_id"]
+    if rules.rating_range is not None:
+        lo, hi = rules.rating_range
+        inter_exp.append(gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=lo, max_value=hi))
+        reasons.append(f"rating outside [{lo}, {hi}]")
+        names.append("rating_range")
+        columns.append("rating")
+    res = run_expectations(ctx, gx, f"interactions_{tag}", inter_pd, inter_exp)
+    for (cfg, ok, idx), reason, name, col in zip(res, reasons, names, columns):
+        record("interactions", inter, name, col, ok, idx, reason)
+    return checks, rejects, False
+
+
+def validate_catalogue(cat: Catalogue, rules: ValidationRules | dict | None = None
+                       ) -> tuple[ValidationReport, pl.DataFrame, Catalogue]:
+    """(report, quarantine, validated catalogue). Never raises for bad data: see :func:`raise_for_report`."""
+    rules = rules if isinstance(rules, ValidationRules) else ValidationRules.model_validate(rules or {})
+    if rules.on_invalid not in ("fail", "quarantine"):
+        raise ConfigError(f"validation.on_invalid must be 'fail' or 'quarantine', got {rules.on_invalid!r}")
+    gx, gxe, ctx = _gx()
+    all_checks: list[CheckResult] = []
+    quarantine = [cat.rejected] if cat.rejected.height else []
+    if cat.rejected.height:
+        for (table, col), grp in cat.rejected.group_by(["table", "column"], maintain_order=True):
+            all_checks.append(CheckResult(table, "parse", col, False, grp.height,
+                                          [f"{r['file']}, row {r['row']}" + (f", column '{r['column']}'" if r["column"] else "")
+                                           + f": {r['reason']}" for r in grp.head(20).iter_rows(named=True)],
+                                          "row could not be parsed"))
+    current = cat
+    structural = False
+    for round_ in range(10):
+        checks, rejects, structural = _catalogue_checks(current, rules, ctx, gx, gxe, f"r{round_}")
+        all_checks.extend(c for c in checks if round_ == 0 or not c.success)
+        if structural or not rejects or rules.on_invalid == "fail":
+            if rejects:
+                quarantine.append(rejected_frame(rejects))
+            break
+        rq = rejected_frame(rejects)
+        quarantine.append(rq)
+        current = _without(current, rq)
+    q = pl.concat(quarantine) if quarantine else rejected_frame()
+    q = q.unique(subset=["table", "file", "row", "column", "check", "record"], maintain_order=True)
+
+    warnings = []
+    if not structural:
+        has_text = current.items.select(pl.any_horizontal(
+            [pl.col(c).fill_null("").str.strip_chars() != "" for c in ("title", "description", "attributes")]))
+        n_text = int(has_text.to_series().sum())
+        coverage = n_text / max(current.items.height, 1)
+        if current.items.height - n_text:
+            warnings.append(f"{current.items.height - n_text} item(s) have no text at all; their text view is masked")
+        cov_ok = coverage >= rules.min_text_coverage
+        all_checks.append(CheckResult("items", "text_coverage", "title", cov_ok, 0 if cov_ok else current.items.height - n_text,
+                                      [], f"{coverage:.3f} of items have text (minimum {rules.min_text_coverage})"))
+    n_rejected = q.height
+    failed_checks = any(not c.success for c in all_checks)
+    passed = (not failed_checks) if rules.on_invalid == "fail" else (not structural and all(
+        c.success for c in all_checks if c.check in ("schema", "text_coverage")))
+    if rules.on_invalid == "quarantine" and n_rejected:
+        warnings.append(f"{n_rejected} row(s) quarantined and excluded from the validated catalogue")
+    report = ValidationReport(subject=f"catalogue '{cat.name}'", passed=passed, checks=all_checks,
+                              n_rows={"items": cat.items.height, "interactions": cat.interactions.height},
+                              rejected_rows=n_rejected, mode=rules.on_invalid, warnings=warnings)
+    validated = current if rules.on_invalid == "quarantine" else cat
+    validated = Catalogue(validated.name, validated.items, validated.interactions, rejected_frame(), validated.source)
+    return report, q, validated
+
+
+def _without(cat: Catalogue, rejected: pl.DataFrame) -> Catalogue:
+    """The catalogue minus rejected rows (matched by provenance), and interactions of rejected items."""
+    def drop(frame, table):
+        r = rejected.filter(pl.col("table") == table).select(pl.col("file").alias("_file"), pl.col("row").alias("_row")).unique()
+        return frame.join(r, on=["_file", "_row"], how="anti", nulls_equal=True)
+
+    items = drop(cat.items, "items")
+    inter = drop(cat.interactions, "interactions")
+    return Catalogue(cat.name, items, inter, cat.rejected, cat.source)
+
+
+def raise_for_report(report: ValidationReport) -> None:
+    if not report.passed:
+        raise DataValidationError(report.failure_message())
+
+
+# ------------------------------------------------------------------ embeddings
+
+def validate_embeddings(item_ids: list[str], views: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                        expected_dims: dict[str, int] | None = None, subject: str = "item embeddings"
+                        ) -> tuple[ValidationReport, pl.DataFrame]:
+    """Shape, finiteness, non-zero rows where present, and alignment with the catalogue's item ids."""
+    import pandas as pd
+
+    gx, gxe, ctx = _gx()
+    checks: list[CheckResult] = []
+    rejects: list[dict] = []
+    n = len(item_ids)
+    for view, arr in views.items():
+        where = f"{subject}[{view}]"
+        if arr.ndim != 2 or arr.shape[0] != n:
+            checks.append(CheckResult(view, "shape", view, False, n, [f"{where}: shape {arr.shape}, expected ({n}, dim)"],
+                                      "one row per catalogue item, in catalogue order"))
+            continue
+        want = (expected_dims or {}).get(view)
+        if want is not None and arr.shape[1] != want:
+            checks.append(CheckResult(view, "dim", view, False, n, [f"{where}: dim {arr.shape[1]}, expected {want}"],
+                                      "dimension must match the encoder"))
+            continue
+        mask = masks.get(view, np.ones(n, bool))
+        stats = pd.DataFrame({"item_id": item_ids,
+                              "n_nonfinite": (~np.isfinite(arr)).sum(1),
+                              "norm_present": np.where(mask, np.linalg.norm(np.nan_to_num(arr), axis=1), 1.0)})
+        res = run_expectations(ctx, gx, f"emb_{view}", stats, [
+            gxe.ExpectColumnValuesToBeBetween(column="n_nonfinite", min_value=0, max_value=0),
+            gxe.ExpectColumnValuesToBeBetween(column="norm_present", min_value=1e-12, strict_min=True),
+        ])
+        for (cfg, ok, idx), check, reason in zip(res, ("finite", "nonzero"),
+                                                ("embedding has NaN or infinite values", "embedding is all zeros")):
+            examples = [f"{where}, row {i + 1} (item '{item_ids[i]}'), column '{view}': {reason}" for i in idx[:20]]
+            checks.append(CheckResult(view, check, view, ok, len(idx), examples, reason))
+            rejects.extend({"table": f"embeddings:{view}", "file": subject, "row": i + 1, "column": view,
+                            "check": check, "reason": reason, "record": json.dumps({"item_id": item_ids[i]})} for i in idx)
+    ids_pd = pd.DataFrame({"item_id": item_ids})
+    res = run_expectations(ctx, gx, "emb_ids", ids_pd, [gxe.ExpectColumnValuesToBeUnique(column="item_id"),
+                                                         gxe.ExpectColumnValuesToNotBeNull(column="item_id")])
+    for (cfg, ok, idx), check in zip(res, ("ids_unique", "ids_not_null")):
+        checks.append(CheckResult("ids", check, "item_id", ok, len(idx),
+                                  [f"{subject}, row {i + 1}, column 'item_id'" for i in idx[:20]], check))
+    report = ValidationReport(subject=subject, passed=all(c.success for c in checks), checks=checks,
+                              n_rows={"items": n, **{f"{k}_dim": int(v.shape[1]) for k, v in views.items() if v.ndim == 2}},
+                              rejected_rows=len(rejects), mode="fail")
+    return report, rejected_frame(rejects)
+
+
+def check_alignment(catalogue_ids: list[str], embedding_ids: list[str]) -> CheckResult:
+    """Embedding rows must be the catalogue's items in the catalogue's order."""
+    if catalogue_ids == embedding_ids:
+        return CheckResult("ids", "aligned_with_catalogue", "item_id", True)
+    bad = [i for i, (a, b) in enumerate(zip(catalogue_ids, embedding_ids)) if a != b]
+    ex = [f"row {i + 1}: catalogue '{catalogue_ids[i]}' vs embeddings '{embedding_ids[i]}'" for i in bad[:10]]
+    if len(catalogue_ids) != len(embedding_ids):
+        ex.insert(0, f"{len(catalogue_ids)} catalogue items vs {len(embedding_ids)} embedding rows")
+    return CheckResult("ids", "aligned_with_catalogue", "item_id", False, max(len(bad), 1), ex,
+                       "embedding rows must follow the catalogue's item order")

@@ -1,0 +1,1 @@
+"""Evaluation: SID quality (collisions, codebook health) and, later, downstream metrics."""

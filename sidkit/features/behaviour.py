@@ -1,0 +1,128 @@
+"""Behaviour embeddings: item vectors from a SASRec model trained on the training split only.
+
+Why SASRec: the downstream tasks (generative retrieval, ranking over histories) are
+sequential, ADA-SID and MMQ stage 2 use a behaviour embedding as produced by a
+sequential recommender, and methods.md §7 recommends SASRec (BCE, 32-64-d) trained on
+the training split so that validation and test interactions cannot leak into SIDs.
+Matrix factorisation would ignore order; it is not offered.
+
+Model: item embeddings (shared with the output layer) + learned positions, ``n_layers``
+pre-norm causal transformer blocks, binary cross-entropy with one uniformly sampled
+negative per position (Kang & McAuley 2018). Items with no training interaction keep
+their random initial vector and are masked out (``mask=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from sidkit.utils import log, progress, torch_generator
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    bf16: bool = True
+
+
+class SASRec(nn.Module):
+    def __init__(self, n_items: int, cfg: SASRecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.item = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.pos = nn.Embedding(cfg.max_len, cfg.dim)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, cfg.dim * 2, cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        nn.init.normal_(self.item.weight, std=cfg.dim ** -0.5)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """seq: (batch, max_len) item indices (0 = padding, left-padded). Returns (batch, max_len, dim)."""
+        L = seq.shape[1]
+        h = self.item(seq) * self.cfg.dim ** 0.5 + self.pos(torch.arange(L, device=seq.device))[None]
+        h = self.drop(h) * (seq > 0).unsqueeze(-1)
+        causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seq.device), 1)
+        h = self.blocks(h, mask=causal)
+        return self.norm(h)
+
+
+def _windows(sequences: list[list[int]], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded input/target windows: the last max_len+1 items of each sequence."""
+    inputs = np.zeros((len(sequences), max_len), np.int64)
+    targets = np.zeros((len(sequences), max_len), np.int64)
+    for r, s in enumerate(sequences):
+        s = s[-(max_len + 1):]
+        if len(s) < 2:
+            continue
+        n = len(s) - 1
+        inputs[r, -n:] = s[:-1]
+        targets[r, -n:] = s[1:]
+    return inputs, targets
+
+
+def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
+                 on_epoch=None) -> tuple[np.ndarray, list[float]]:
+    """Train on index sequences (items numbered 1..n_items). Returns (item table (n_items, dim), losses)."""
+    g = torch_generator(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = SASRec(n_items, cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    inputs, targets = _windows(sequences, cfg.max_len)
+    keep = (targets > 0).any(1)
+    inputs, targets = torch.from_numpy(inputs[keep]), torch.from_numpy(targets[keep])
+    losses: list[float] = []
+    bce = nn.BCEWithLogitsLoss(reduction="none")
+    for epoch in progress(range(cfg.epochs), desc="SASRec behaviour model", unit="epoch"):
+        model.train()
+        order = torch.randperm(len(inputs), generator=g)
+        total, count = 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x, y = inputs[idx], targets[idx]
+            neg = torch.randint(1, n_items + 1, y.shape, generator=g)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                h = model(x)
+            h = h.float()
+            pos_logit = (h * model.item(y)).sum(-1)
+            neg_logit = (h * model.item(neg)).sum(-1)
+            valid = (y > 0).float()
+            loss = ((bce(pos_logit, torch.ones_like(pos_logit)) + bce(neg_logit, torch.zeros_like(neg_logit)))
+                    * valid).sum() / valid.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        losses.append(total / max(count, 1))
+        if on_epoch:
+            on_epoch(epoch, losses[-1])
+    log.info("SASRec trained: %d epochs, final loss %.4f", cfg.epochs, losses[-1] if losses else float("nan"))
+    return model.item.weight.detach()[1:].float().numpy().copy(), losses
+
+
+def behaviour_embeddings(item_ids: list[str], train_sequences: dict[str, list[str]],
+                         cfg: SASRecConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(vectors (n_items, dim), mask of items seen in training, info)."""
+    index = {item: i + 1 for i, item in enumerate(item_ids)}
+    seqs = [[index[i] for i in s if i in index] for s in train_sequences.values()]
+    table, losses = train_sasrec(seqs, len(item_ids), cfg)
+    seen = np.zeros(len(item_ids), bool)
+    for s in seqs:
+        seen[np.asarray(s, dtype=np.int64) - 1] = True
+    return table.astype(np.float32), seen, {"model": "SASRec", "losses": losses, "n_sequences": len(seqs)}

@@ -1,0 +1,1 @@
+"""Semantic ID tables and collision policies."""

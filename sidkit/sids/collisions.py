@@ -1,0 +1,110 @@
+"""Collision policies: make every item's SID unique, deterministically.
+
+``append_token`` (TIGER)
+    Keep the L codes and append one disambiguation token: 0 for the first item of a
+    colliding group, 1 for the next, ... (order: distance to the last-level code, then
+    item index). Every SID gets the extra token, so all SIDs have length L + 1.
+``relocate`` (MACRec)
+    No extra token. In each colliding group the item closest to its last-level code
+    keeps it; the others move to the nearest code that makes their tuple unused, trying
+    the last level first, then earlier levels (each alternative combined with the
+    nearest free last-level code). Unlike MACRec's code it does not stop after two
+    rounds: it runs until every SID is unique, and fails only if the code space
+    (prod K_l) is smaller than the number of items.
+``none``
+    Leave collisions (reported by the quality report; the health gate may reject them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from enum import StrEnum
+
+import numpy as np
+
+
+class CollisionPolicy(StrEnum):
+    APPEND_TOKEN = "append_token"
+    RELOCATE = "relocate"
+    NONE = "none"
+
+
+def resolve_collisions(codes: np.ndarray, distances: np.ndarray | None, policy: CollisionPolicy | str,
+                       codebook_sizes: list[int] | None = None) -> np.ndarray:
+    """Final SIDs (n_items, L or L+1) from raw codes (n_items, L).
+
+    ``distances`` (n_items, L, K) are each level's squared distances; ``relocate``
+    needs them, ``append_token`` uses the last level's for ordering (else item order).
+    """
+    policy = CollisionPolicy(policy)
+    codes = np.asarray(codes, dtype=np.int64)
+    if policy is CollisionPolicy.NONE:
+        return codes.copy()
+    if policy is CollisionPolicy.APPEND_TOKEN:
+        return append_token(codes, distances)
+    if distances is None:
+        raise ValueError("the relocate policy needs per-level code distances")
+    return relocate(codes, distances, codebook_sizes)
+
+
+def _own_distance(codes: np.ndarray, distances: np.ndarray | None) -> np.ndarray:
+    if distances is None:
+        return np.zeros(len(codes))
+    last = codes.shape[1] - 1
+    return distances[np.arange(len(codes)), last, codes[:, last]]
+
+
+def append_token(codes: np.ndarray, distances: np.ndarray | None = None) -> np.ndarray:
+    own = _own_distance(codes, distances)
+    # sort by tuple, then distance, then index: stable and deterministic
+    order = np.lexsort((np.arange(len(codes)), own, *codes.T[::-1]))
+    extra = np.zeros(len(codes), np.int64)
+    prev = None
+    counter = 0
+    for i in order:
+        key = codes[i].tobytes()
+        counter = counter + 1 if key == prev else 0
+        extra[i] = counter
+        prev = key
+    return np.concatenate([codes, extra[:, None]], axis=1)
+
+
+def relocate(codes: np.ndarray, distances: np.ndarray, codebook_sizes: list[int] | None = None) -> np.ndarray:
+    n, L = codes.shape
+    sizes = codebook_sizes or [distances.shape[2]] * L
+    capacity = float(np.prod([float(k) for k in sizes]))
+    if n > capacity:
+        raise ValueError(f"{n} items cannot get unique SIDs in a code space of {int(capacity)} tuples")
+    out = codes.copy()
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for i in range(n):
+        groups[out[i].tobytes()].append(i)
+    used = set(groups)
+    own = _own_distance(codes, distances)
+    # deterministic: groups by tuple, members by distance then index
+    for key in sorted(k for k, members in groups.items() if len(members) > 1):
+        members = sorted(groups[key], key=lambda i: (own[i], i))
+        for i in members[1:]:
+            out[i] = _nearest_free(out[i], distances[i], sizes, used)
+            used.add(out[i].tobytes())
+    return out
+
+
+def _nearest_free(sid: np.ndarray, dist: np.ndarray, sizes: list[int], used: set[bytes]) -> np.ndarray:
+    """The unused tuple nearest to ``sid`` changing as late a level as possible."""
+    L = len(sid)
+    last_order = np.argsort(dist[L - 1, : sizes[L - 1]], kind="stable")
+    for level in range(L - 1, -1, -1):
+        alternatives = np.argsort(dist[level, : sizes[level]], kind="stable")
+        for alt in alternatives:
+            cand = sid.copy()
+            cand[level] = alt
+            if level == L - 1:
+                if cand.tobytes() not in used:
+                    return cand
+                continue
+            for last in last_order:
+                cand[L - 1] = last
+                if cand.tobytes() not in used:
+                    return cand
+    raise ValueError("no free SID left")  # unreachable when capacity >= n

@@ -1,0 +1,156 @@
+"""The tokenizer interface, configuration, registry and on-disk format.
+
+On disk a tokenizer is a folder with ``config.json`` (method, config, input dim,
+sidkit version) and ``model.safetensors`` (its tensors). Nothing is pickled; loading
+rebuilds the module from the config and loads the tensors, so reloading gives
+identical SIDs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+import sidkit
+from sidkit.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class TokenizerConfig(BaseModel):
+    """Options shared by the tokenizers; each method reads the ones it uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str = "rqvae"
+    input_views: tuple[str, ...] = ("text",)
+    levels: int = Field(3, ge=1)
+    codebook_size: int = Field(256, ge=2)
+    latent_dim: int = Field(32, ge=1)
+    hidden_dims: tuple[int, ...] = (512, 256, 128)
+    dropout: float = 0.0
+    beta: float = 0.25
+    gradient: str = "ste"                   # "ste" | "rotation"
+    sinkhorn_eps_last_level: float = 0.0    # > 0: Sinkhorn-balanced last level (LETTER uses 0.003)
+    kmeans_init: bool = True
+    kmeans_iters: int = 50
+    dead_code_reset: bool = True            # re-seed codes unused in an epoch from batch residuals
+    epochs: int = 200
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 10
+    select_by: str = "collision"            # "collision" (lowest collision rate, then loss) | "last"
+    bf16: bool = False
+    seed: int = 0
+
+
+class Encoded(NamedTuple):
+    codes: np.ndarray      # (n_items, n_levels) int64, before collision resolution
+    distances: np.ndarray  # (n_items, n_levels, K) float32 squared distances per level
+
+
+class Tokenizer(nn.Module):
+    """Base class. Subclasses set ``method`` and implement ``fit``, ``_encode`` and ``reconstruct``."""
+
+    method: ClassVar[str]
+
+    def __init__(self, config: TokenizerConfig, input_dim: int):
+        super().__init__()
+        self.config = config
+        self.input_dim = input_dim
+
+    # -- interface ---------------------------------------------------------
+    def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+        raise NotImplementedError
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return [self.config.codebook_size] * self.config.levels
+
+    # -- shared -----------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: np.ndarray, batch_size: int = 8192) -> Encoded:
+        self.eval()
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        codes, dists = [], []
+        for start in range(0, len(xt), batch_size):
+            c, d = self._encode(xt[start:start + batch_size])
+            codes.append(c)
+            dists.append(d)
+        return Encoded(torch.cat(codes).numpy().astype(np.int64), torch.cat(dists).float().numpy())
+
+    @torch.no_grad()
+    def reconstruction_loss(self, x: np.ndarray, batch_size: int = 8192) -> float:
+        self.eval()
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        total = 0.0
+        for start in range(0, len(xt), batch_size):
+            xb = xt[start:start + batch_size]
+            total += torch.nn.functional.mse_loss(self.reconstruct(xb), xb, reduction="sum").item()
+        return total / max(xt.numel(), 1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "input_dim": self.input_dim, "levels": self.config.levels,
+                "codebook_size": self.config.codebook_size, "input_views": list(self.config.input_views)}
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"method": self.method, "input_dim": self.input_dim, "sidkit_version": sidkit.__version__,
+                "torch_version": torch.__version__, "config": self.config.model_dump(mode="json")}
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        return directory
+
+
+_REGISTRY: dict[str, type[Tokenizer]] = {}
+
+
+def register(cls: type[Tokenizer]) -> type[Tokenizer]:
+    _REGISTRY[cls.method] = cls
+    return cls
+
+
+def _registry() -> dict[str, type[Tokenizer]]:
+    # import the built-in tokenizers so they register themselves
+    from sidkit.tokenizers import rqkmeans, rqvae  # noqa: F401
+
+    return _REGISTRY
+
+
+def build_tokenizer(config: TokenizerConfig | dict, input_dim: int) -> Tokenizer:
+    cfg = config if isinstance(config, TokenizerConfig) else TokenizerConfig.model_validate(config)
+    reg = _registry()
+    if cfg.method not in reg:
+        raise ConfigError(f"tokenizer.method must be one of {sorted(reg)}, got {cfg.method!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)  # weight initialisation is part of "same seed, same SIDs"
+        return reg[cfg.method](cfg, input_dim)
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    tok = build_tokenizer(TokenizerConfig.model_validate(meta["config"]), int(meta["input_dim"]))
+    tok.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    tok.eval()
+    return tok

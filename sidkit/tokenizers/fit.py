@@ -1,0 +1,60 @@
+"""Train a tokenizer on item embeddings and turn its codes into a SID table."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from sidkit.evaluation.sid_quality import SIDQuality, sid_quality
+from sidkit.features.embeddings import ItemEmbeddings
+from sidkit.sids.collisions import CollisionPolicy, resolve_collisions
+from sidkit.sids.table import SIDTable, build_sid_table
+from sidkit.tokenizers.base import Tokenizer, TokenizerConfig, build_tokenizer
+from sidkit.utils import log, seed_everything
+
+
+def fit_tokenizer(embeddings: ItemEmbeddings, config: TokenizerConfig | dict,
+                  on_epoch: Callable[[int, dict], None] | None = None) -> tuple[Tokenizer, list[dict]]:
+    cfg = config if isinstance(config, TokenizerConfig) else TokenizerConfig.model_validate(config)
+    x = embeddings.matrix(cfg.input_views)
+    seed_everything(cfg.seed)
+    tok = build_tokenizer(cfg, x.shape[1])
+    t0 = time.perf_counter()
+    history = tok.fit(x, on_epoch)
+    log.info("trained %s on %d items x %d dims (views %s) in %.1fs", cfg.method, *x.shape,
+             list(cfg.input_views), time.perf_counter() - t0)
+    return tok, history
+
+
+def assign_sids(tokenizer: Tokenizer, embeddings: ItemEmbeddings,
+                policy: CollisionPolicy | str = CollisionPolicy.APPEND_TOKEN) -> tuple[SIDTable, SIDQuality]:
+    views = tokenizer.config.input_views
+    x = embeddings.matrix(views)
+    enc = tokenizer.encode(x)
+    final = resolve_collisions(enc.codes, enc.distances, policy, tokenizer.codebook_sizes)
+    recon = tokenizer.reconstruction_loss(x)
+    per_view = _per_view_recon(tokenizer, embeddings, views)
+    quality = sid_quality(enc.codes, final, tokenizer.codebook_sizes, recon, per_view)
+    table = build_sid_table(embeddings.item_ids, enc.codes, final, tokenizer.method, tokenizer.codebook_sizes,
+                            str(CollisionPolicy(policy)), info={"input_views": list(views)})
+    return table, quality
+
+
+def _per_view_recon(tokenizer: Tokenizer, embeddings: ItemEmbeddings, views) -> dict[str, float]:
+    """MSE per view block of the (concatenated) input, over items that have the view."""
+    import torch
+
+    x = embeddings.matrix(views)
+    with torch.no_grad():
+        tokenizer.eval()
+        x_hat = tokenizer.reconstruct(torch.as_tensor(x)).numpy()
+    out, start = {}, 0
+    for v in views:
+        d = embeddings.views[v].shape[1]
+        m = embeddings.masks[v]
+        if m.any():
+            out[v] = float(np.mean((x_hat[m, start:start + d] - x[m, start:start + d]) ** 2))
+        start += d
+    return out

@@ -1,0 +1,88 @@
+"""MLflow tracking (sqlite store under the project; MLflow 3.17 refuses ``file:`` stores).
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI`` when set, else
+``sqlite:///<state_dir>/mlflow/mlflow.db`` with artifacts in ``<state_dir>/mlflow/artifacts``.
+Telemetry is off (``MLFLOW_DISABLE_TELEMETRY``, ``DO_NOT_TRACK``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sidkit.settings import state_dir
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = state_dir() / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = ",".join(map(str, v))
+        else:
+            out[key] = v
+    return out
+
+
+def ensure_experiment(name: str) -> str:
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = (state_dir() / "mlflow" / "artifacts").resolve()
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+
+
+@contextmanager
+def mlflow_run(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None) -> Iterator[Any]:
+    """Start (or resume, with ``run_id``) an MLflow run; yields the mlflow module."""
+    mlflow = _mlflow()
+    exp_id = ensure_experiment(experiment)
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
+                          run_name=None if run_id else run_name, tags=tags):
+        yield mlflow
+
+
+def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``)."""
+    out = {}
+    for k, v in record.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out[key] = float(v)
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+                    out[f"{key}.{i}"] = float(x)
+        elif isinstance(v, dict):
+            out.update(metrics_of(v, key + "."))
+    return out

@@ -1,0 +1,21 @@
+"""Every artifact name in one place: used in ``Annotated[T, Artifacts.X]`` and to fetch
+artifacts from a model version (``model.get_artifact(Artifacts.SID_TABLE)``)."""
+
+from enum import StrEnum
+
+
+class Artifacts(StrEnum):
+    RAW_CATALOGUE = "raw_catalogue"
+    CATALOGUE = "catalogue"
+    VALIDATION_REPORT = "validation_report"
+    QUARANTINE = "quarantine"
+    SPLITS = "splits"
+    ITEM_EMBEDDINGS = "item_embeddings"
+    EMBEDDING_VALIDATION_REPORT = "embedding_validation_report"
+    EMBEDDING_QUARANTINE = "embedding_quarantine"
+    TOKENIZER = "tokenizer"
+    TRAINING_HISTORY = "tokenizer_training_history"
+    MLFLOW_RUN_ID = "mlflow_run_id"
+    SID_TABLE = "sid_table"
+    SID_QUALITY = "sid_quality"
+    TRAINING_SUMMARY = "training_summary"

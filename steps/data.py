@@ -1,0 +1,43 @@
+"""Data steps: load, validate (Great Expectations), gate, split."""
+
+
+from typing import Annotated, Tuple
+
+import polars as pl
+from zenml import step
+
+from sidkit.data.loaders import load_dataset
+from sidkit.data.schema import Catalogue
+from sidkit.data.splits import Splits, leave_one_out
+from sidkit.data.validation import ValidationReport, raise_for_report, validate_catalogue
+from steps.artifacts import Artifacts
+
+
+@step
+def load_data(dataset: dict) -> Annotated[Catalogue, Artifacts.RAW_CATALOGUE]:
+    """Read a dataset in any supported format into the canonical catalogue (see sidkit.data.loaders)."""
+    return load_dataset(dataset)
+
+
+@step
+def validate_data(catalogue: Catalogue, rules: dict) -> Tuple[
+    Annotated[Catalogue, Artifacts.CATALOGUE],
+    Annotated[ValidationReport, Artifacts.VALIDATION_REPORT],
+    Annotated[pl.DataFrame, Artifacts.QUARANTINE],
+]:
+    """Run the checks; never raises for bad data, so the report and quarantine are always stored."""
+    report, quarantine, validated = validate_catalogue(catalogue, rules)
+    return validated, report, quarantine
+
+
+@step(enable_cache=False)
+def validation_gate(report: ValidationReport) -> Annotated[bool, "validation_passed"]:
+    """Stop the pipeline if validation failed; the message names file, row and column."""
+    raise_for_report(report)
+    return True
+
+
+@step
+def split_data(catalogue: Catalogue, validation_passed: bool, max_history: int = 20) -> Annotated[Splits, Artifacts.SPLITS]:
+    """Leave-one-out: last item test, second-to-last validation; histories capped at ``max_history``."""
+    return leave_one_out(catalogue.interactions, max_history=max_history)
