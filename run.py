@@ -46,6 +46,11 @@ def _failure_summary(pipeline_name: str, exc: BaseException) -> dict:
             for name, s in run.steps.items():
                 if s.status.value == "failed":
                     summary["failed_step"] = name
+                    info = s.exception_info
+                    if info is not None:
+                        cls = (info.source or "").rsplit(".", 1)[-1] or "Error"
+                        message = info.message or info.traceback.strip().splitlines()[-1]
+                        summary["error"] = f"{cls}: {message}" if info.message else message
     except Exception:  # the summary must be written even if the store is unreachable
         logging.getLogger("sidkit").debug("could not inspect the failed run", exc_info=True)
     return summary
@@ -80,7 +85,7 @@ def train(config_path: str, summary_path: str | None, no_cache: bool, run_name: 
     except Exception as exc:  # noqa: BLE001 - any failure becomes a non-zero exit with a summary
         summary = _failure_summary("training_pipeline", exc)
         _write_summary(summary_path, summary)
-        click.echo(f"training failed: {summary['error']}", err=True)
+        click.echo(f"training failed in step {summary.get('failed_step', '?')}: {summary['error']}", err=True)
         logging.getLogger("sidkit").debug("".join(traceback.format_exception(exc)))
         sys.exit(1)
     _write_summary(summary_path, summary)

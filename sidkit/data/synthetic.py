@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sidkit.settings import state_dir
 from sidkit.data.schema import Catalogue, interactions_frame, items_frame, order_interactions
 
 THEMES: tuple[tuple[str, ...], ...] = (
@@ -55,7 +56,7 @@ class SyntheticConfig:
     with_images: bool = True
     missing_image_rate: float = 0.1
     image_size: int = 64
-    image_dir: str = ".sidkit/synthetic"
+    image_dir: str | None = None   # None: <state dir>/synthetic/<config fingerprint>
     seed: int = 0
 
     def fingerprint(self) -> str:
@@ -84,7 +85,7 @@ def generate(cfg: SyntheticConfig) -> tuple[Catalogue, np.ndarray]:
     # images
     image_paths: list[str | None] = [None] * cfg.n_items
     if cfg.with_images:
-        out = Path(cfg.image_dir) / cfg.fingerprint()
+        out = Path(cfg.image_dir or state_dir() / "synthetic") / cfg.fingerprint()
         out.mkdir(parents=True, exist_ok=True)
         has_image = rng.random(cfg.n_items) >= cfg.missing_image_rate
         for idx in range(cfg.n_items):

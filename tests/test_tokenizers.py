@@ -1,0 +1,109 @@
+"""Quantisers and tokenizers: gradients, determinism, save/reload, cluster structure."""
+
+import numpy as np
+import pytest
+import torch
+
+from sidkit.quantise import CodebookLevel, ResidualQuantiser
+from sidkit.quantise.kmeans import kmeans
+from sidkit.quantise.levels import rotation_trick, sinkhorn_codes
+from sidkit.tokenizers import build_tokenizer, load_tokenizer
+
+SMALL = {"levels": 2, "codebook_size": 16, "latent_dim": 8, "hidden_dims": [32], "epochs": 15,
+         "batch_size": 128, "eval_every": 5}
+
+
+def test_kmeans_is_seeded_and_finds_clusters(clustered_vectors):
+    x, labels = clustered_vectors
+    c1 = kmeans(torch.tensor(x), 8, seed=1)
+    c2 = kmeans(torch.tensor(x), 8, seed=1)
+    assert torch.equal(c1, c2)
+    assign = torch.cdist(torch.tensor(x), c1).argmin(1).numpy()
+    purity = sum(np.bincount(labels[assign == k]).max() for k in np.unique(assign)) / len(x)
+    assert purity > 0.95
+
+
+def test_kmeans_with_fewer_points_than_codes_gives_distinct_centroids():
+    c = kmeans(torch.randn(3, 4), 10, seed=0)
+    assert c.shape == (10, 4) and len(torch.unique(c, dim=0)) == 10
+
+
+def test_rotation_trick_forward_equals_code_and_passes_gradient():
+    e = torch.randn(5, 6, requires_grad=True)
+    q = torch.randn(5, 6)
+    out = rotation_trick(e, q)
+    torch.testing.assert_close(out, q, atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    assert e.grad is not None and e.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("gradient", ["ste", "rotation"])
+def test_residual_quantiser_reaches_encoder_and_codebook(gradient):
+    rq = ResidualQuantiser([CodebookLevel(8, 4, gradient=gradient) for _ in range(2)])
+    z = torch.randn(32, 4, requires_grad=True)
+    out = rq(z)
+    (out.quantised.pow(2).sum() + out.loss).backward()
+    assert z.grad.abs().sum() > 0
+    assert all(lvl.codebook.grad.abs().sum() > 0 for lvl in rq.levels)
+    assert out.codes.shape == (32, 2) and out.distances.shape == (32, 2, 8)
+
+
+def test_sinkhorn_balances_a_skewed_assignment():
+    d = torch.rand(256, 8)
+    d[:, 0] = -1.0  # every point is nearest to code 0
+    plain = torch.bincount(d.argmin(1), minlength=8)
+    balanced = torch.bincount(sinkhorn_codes(d, eps=0.05), minlength=8)
+    assert plain.max() == 256 and balanced.max() < 100
+
+
+@pytest.mark.parametrize("method", ["rqvae", "rqkmeans"])
+def test_same_seed_same_sids_and_reload_identical(method, clustered_vectors, tmp_path):
+    x, _ = clustered_vectors
+    cfg = {"method": method, **SMALL}
+    a = build_tokenizer(cfg, x.shape[1])
+    a.fit(x)
+    b = build_tokenizer(cfg, x.shape[1])
+    b.fit(x)
+    np.testing.assert_array_equal(a.encode(x).codes, b.encode(x).codes)
+    a.save(tmp_path / "tok")
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["config.json", "model.safetensors"]
+    c = load_tokenizer(tmp_path / "tok")
+    np.testing.assert_array_equal(a.encode(x).codes, c.encode(x).codes)
+    assert c.reconstruction_loss(x) == pytest.approx(a.reconstruction_loss(x))
+
+
+def test_different_seed_changes_sids(clustered_vectors):
+    x, _ = clustered_vectors
+    a = build_tokenizer({"method": "rqvae", **SMALL, "seed": 0}, x.shape[1])
+    a.fit(x)
+    b = build_tokenizer({"method": "rqvae", **SMALL, "seed": 1}, x.shape[1])
+    b.fit(x)
+    assert not np.array_equal(a.encode(x).codes, b.encode(x).codes)
+
+
+@pytest.mark.parametrize("method", ["rqvae", "rqkmeans"])
+def test_first_level_captures_clusters(method, clustered_vectors):
+    x, labels = clustered_vectors
+    tok = build_tokenizer({"method": method, **SMALL, "codebook_size": 8, "epochs": 30}, x.shape[1])
+    tok.fit(x)
+    first = tok.encode(x).codes[:, 0]
+    # items of one latent cluster share a first-level code
+    purity = sum(np.bincount(first[labels == c]).max() for c in np.unique(labels)) / len(x)
+    assert purity > 0.9
+
+
+def test_rqvae_training_history_has_codebook_health(clustered_vectors):
+    x, _ = clustered_vectors
+    tok = build_tokenizer({"method": "rqvae", **SMALL}, x.shape[1])
+    hist = tok.fit(x)
+    assert len(hist) == SMALL["epochs"]
+    assert {"loss", "recon_loss", "rq_loss", "collision_rate", "utilization", "perplexity"} <= set(hist[0])
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert any(h.get("selected") for h in hist)
+
+
+def test_unknown_method_is_a_config_error():
+    from sidkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tokenizer.method"):
+        build_tokenizer({"method": "magic"}, 4)
