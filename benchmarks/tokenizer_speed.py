@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--skip-behaviour", action="store_true", help="only the tokenizer table")
     args = ap.parse_args()
 
     cat = load_amazon_sequences(Path(args.data) / "amazon-beauty")
@@ -87,6 +88,35 @@ def main() -> None:
     print(header + table)
     if args.write:
         update_block("tokenizer-speed", header + table)
+    if not args.skip_behaviour:
+        behaviour_table = behaviour_speed(cat, args.repeats)
+        print(behaviour_table)
+        if args.write:
+            update_block("behaviour-speed", behaviour_table)
+
+
+def behaviour_speed(cat, repeats: int) -> str:
+    """SASRec epoch time on the Beauty training split: fp32 (baseline) vs bf16 autocast."""
+    from sidkit.data.splits import leave_one_out
+    from sidkit.features.behaviour import SASRecConfig, train_sasrec
+
+    splits = leave_one_out(cat.interactions)
+    ids = cat.items["item_id"].to_list()
+    index = {item: k + 1 for k, item in enumerate(ids)}
+    seqs = [[index[i] for i in q] for q in splits.train_sequences().values()]
+    rows = []
+    for name, bf16 in (("fp32 (baseline)", False), ("bf16 autocast", True)):
+        times = []
+        train_sasrec(seqs, len(ids), SASRecConfig(epochs=repeats, bf16=bf16),
+                     on_epoch=lambda e, loss: times.append(__import__("time").perf_counter()))
+        epochs = np.diff(times)  # the first epoch is the warm-up
+        rows.append((name, float(np.median(epochs))))
+    base = rows[0][1]
+    out = (f"### Behaviour model (SASRec) on the Beauty training split ({len(seqs):,} sequences)\n\n"
+           f"{now()} · {machine()} · commit {git_rev()} · median epoch over {repeats - 1} epochs after a warm-up; "
+           "64-d, 2 blocks, max length 50, batch 256, length-bucketed batches trimmed to their longest sequence.\n\n"
+           "| precision | per epoch (s) | vs baseline |\n|---|---:|---:|\n")
+    return out + "".join(f"| {name} | {sec:.2f} | {sec / base:.2f}x |\n" for name, sec in rows)
 
 
 if __name__ == "__main__":

@@ -69,4 +69,8 @@ from zenml.client import Client
 Client().active_stack  # creates the local SQLite store and the default stack
 print(f"state in {root}; for the zenml CLI: source {root / 'env.sh'}")
 PYEOF
+# make the project root the ZenML source root (silences "running without a ZenML repository")
+if [ ! -d .zen ]; then
+  (set +u; source .sidkit/env.sh; "$VENV/bin/zenml" init >/dev/null 2>&1) || echo "note: 'zenml init' did not run" >&2
+fi
 touch "$VENV/.sidkit-installed"

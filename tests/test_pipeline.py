@@ -95,3 +95,26 @@ def test_malformed_input_fails_with_file_row_column(cli, tmp_path):
     assert s["status"] == "failed"
     assert "u.data, row 6, column 'item_id'" in s["error"]
     assert s["validation"]["passed"] is False and s["validation"]["rejected_rows"] == 1
+
+
+@pytest.mark.slow
+def test_zenml_cli_runs_the_same_pipeline(tmp_path):
+    """`zenml pipeline run pipelines.training.training_pipeline -c FILE` works (same store as the tests)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    zenml = Path(sys.executable).parent / "zenml"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([str(zenml), "pipeline", "run", "pipelines.training.training_pipeline",
+                           "-c", str(_config(tmp_path))], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from zenml.client import Client
+
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1, pipeline_name="training_pipeline").items[0]
+    assert run.status.value == "completed"
+    summary = run.steps["publish_tokenizer"].outputs["training_summary"][0].load()
+    assert summary["sid_quality"]["collision_rate_final"] == 0

@@ -29,12 +29,13 @@ class SASRecConfig:
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50
-    dropout: float = 0.2
+    dropout: float = 0.2          # on the input embeddings
+    block_dropout: float = 0.0    # inside the transformer blocks (CPU dropout RNG is costly: off by default)
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
     seed: int = 0
-    bf16: bool = True
+    bf16: bool = False  # measured slower than fp32 for this small model on CPU (BENCHMARKS.md)
 
 
 class SASRec(nn.Module):
@@ -43,7 +44,7 @@ class SASRec(nn.Module):
         self.cfg = cfg
         self.item = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.pos = nn.Embedding(cfg.max_len, cfg.dim)
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, cfg.dim * 2, cfg.dropout,
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.n_heads, cfg.dim * 2, cfg.block_dropout,
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
@@ -53,9 +54,14 @@ class SASRec(nn.Module):
             self.item.weight[0].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """seq: (batch, max_len) item indices (0 = padding, left-padded). Returns (batch, max_len, dim)."""
+        """seq: (batch, L <= max_len) item indices (0 = padding, left-padded). Returns (batch, L, dim).
+
+        Positions count back from the most recent item (the last column is position 0), so a
+        batch can be trimmed to its longest sequence without changing any item's position.
+        """
         L = seq.shape[1]
-        h = self.item(seq) * self.cfg.dim ** 0.5 + self.pos(torch.arange(L, device=seq.device))[None]
+        positions = torch.arange(L - 1, -1, -1, device=seq.device)
+        h = self.item(seq) * self.cfg.dim ** 0.5 + self.pos(positions)[None]
         h = self.drop(h) * (seq > 0).unsqueeze(-1)
         causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seq.device), 1)
         h = self.blocks(h, mask=causal)
@@ -86,15 +92,16 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
     inputs, targets = _windows(sequences, cfg.max_len)
     keep = (targets > 0).any(1)
     inputs, targets = torch.from_numpy(inputs[keep]), torch.from_numpy(targets[keep])
+    lengths = (inputs > 0).sum(1)
     losses: list[float] = []
     bce = nn.BCEWithLogitsLoss(reduction="none")
     for epoch in progress(range(cfg.epochs), desc="SASRec behaviour model", unit="epoch"):
         model.train()
-        order = torch.randperm(len(inputs), generator=g)
         total, count = 0.0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+        for idx in _length_bucketed_batches(lengths, cfg.batch_size, g):
             x, y = inputs[idx], targets[idx]
+            width = int((x > 0).sum(1).max())  # trim the batch to its longest sequence (left padding)
+            x, y = x[:, -width:], y[:, -width:]
             neg = torch.randint(1, n_items + 1, y.shape, generator=g)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 h = model(x)
@@ -114,6 +121,22 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
             on_epoch(epoch, losses[-1])
     log.info("SASRec trained: %d epochs, final loss %.4f", cfg.epochs, losses[-1] if losses else float("nan"))
     return model.item.weight.detach()[1:].float().numpy().copy(), losses
+
+
+def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled batches of similar-length sequences, so trimming padding saves most of the work.
+
+    Sequences are shuffled, sorted by length within chunks of 50 batches, cut into batches,
+    and the batch order is shuffled again (seeded).
+    """
+    order = torch.randperm(len(lengths), generator=g)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 def behaviour_embeddings(item_ids: list[str], train_sequences: dict[str, list[str]],

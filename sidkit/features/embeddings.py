@@ -47,10 +47,11 @@ class BehaviourFeatureConfig(_Strict):
     n_heads: int = 2
     max_len: int = 50
     dropout: float = 0.2
+    block_dropout: float = 0.0
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
-    bf16: bool = True
+    bf16: bool = False  # measured slower than fp32 for this small model on CPU (BENCHMARKS.md)
 
 
 class FeatureConfig(_Strict):
@@ -153,7 +154,7 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
         if b.model != "sasrec":
             raise ConfigError(f"features.behaviour.model must be 'sasrec', got {b.model!r}")
         sas = SASRecConfig(dim=b.dim, n_layers=b.n_layers, n_heads=b.n_heads, max_len=b.max_len,
-                           dropout=b.dropout, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr,
+                           dropout=b.dropout, block_dropout=b.block_dropout, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr,
                            seed=cfg.seed, bf16=b.bf16)
         vecs, seen, info = behaviour_embeddings(ids, splits.train_sequences(), sas)
         views["behaviour"], masks["behaviour"] = vecs, seen
