@@ -22,14 +22,18 @@ class ItemEmbeddingsMaterializer(FolderMaterializer):
         for view, arr in data.views.items():
             np.save(os.path.join(folder, f"{view}.npy"), arr.astype(np.float32), allow_pickle=False)
             np.save(os.path.join(folder, f"{view}_mask.npy"), data.masks[view].astype(bool), allow_pickle=False)
-        write_json(folder, "meta.json", {"views": list(data.views), "encoders": data.encoders, "format_version": 1})
+        for name, arr in data.item_stats.items():
+            np.save(os.path.join(folder, f"stat_{name}.npy"), np.asarray(arr), allow_pickle=False)
+        write_json(folder, "meta.json", {"views": list(data.views), "encoders": data.encoders,
+                                         "item_stats": list(data.item_stats), "format_version": 1})
 
     def read(self, folder: str, data_type: type) -> ItemEmbeddings:
         meta = read_json(folder, "meta.json")
         ids = pl.read_parquet(os.path.join(folder, "item_ids.parquet"))["item_id"].to_list()
         views = {v: np.load(os.path.join(folder, f"{v}.npy"), allow_pickle=False) for v in meta["views"]}
         masks = {v: np.load(os.path.join(folder, f"{v}_mask.npy"), allow_pickle=False) for v in meta["views"]}
-        return ItemEmbeddings(ids, views, masks, meta["encoders"])
+        stats = {k: np.load(os.path.join(folder, f"stat_{k}.npy"), allow_pickle=False) for k in meta.get("item_stats", [])}
+        return ItemEmbeddings(ids, views, masks, meta["encoders"], stats)
 
     def extract_metadata(self, data: ItemEmbeddings) -> dict:
         return scalar_metadata(data.summary())

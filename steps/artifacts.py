@@ -16,6 +16,8 @@ class Artifacts(StrEnum):
     TOKENIZER = "tokenizer"
     TRAINING_HISTORY = "tokenizer_training_history"
     MLFLOW_RUN_ID = "mlflow_run_id"
+    FINETUNED_TOKENIZER = "finetuned_tokenizer"
+    FINETUNE_HISTORY = "finetune_history"
     SID_TABLE = "sid_table"
     SID_QUALITY = "sid_quality"
     TRAINING_SUMMARY = "training_summary"

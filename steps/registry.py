@@ -27,6 +27,8 @@ def publish_tokenizer(
     mlflow_run_id: str,
     sid_health_passed: bool,
     tracking: dict,
+    training_history: list,
+    stage2_history: list,
 ) -> Annotated[dict, Artifacts.TRAINING_SUMMARY]:
     """Attach data hash, seeds, encoder versions and SID quality to the model version; finish MLflow."""
     ctx = get_step_context()
@@ -38,7 +40,9 @@ def publish_tokenizer(
         "dataset": {**{k: v for k, v in catalogue.summary().items() if k != "source"},
                     "content_hash": catalogue.content_hash(), "splits": splits.summary()},
         "tokenizer": {**tokenizer.describe(), "seed": tokenizer.config.seed,
-                      "config": tokenizer.config.model_dump(mode="json")},
+                      "config": tokenizer.config.model_dump(mode="json"),
+                      "training_seconds": round(sum(h.get("seconds", 0.0) for h in training_history), 3),
+                      "stage2_seconds": round(sum(h.get("seconds", 0.0) for h in stage2_history), 3)},
         "encoders": {v: {k: e for k, e in info.items() if not isinstance(e, list)}
                      for v, info in embeddings.encoders.items()},
         "sid_quality": quality.to_dict(),

@@ -7,9 +7,11 @@ from typing import Annotated, Tuple
 from zenml import get_step_context, step
 
 from sidkit.evaluation.sid_quality import HealthThresholds, SIDQuality, check_health
+from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
 from sidkit.sids.table import SIDTable
 from sidkit.tokenizers import Tokenizer, TokenizerConfig
+from sidkit.tokenizers.finetune import SoftIndexingConfig, finetune_soft_indexing
 from sidkit.tokenizers.fit import assign_sids, fit_tokenizer
 from sidkit.tracking import flatten, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
@@ -37,6 +39,32 @@ def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict)
             mlflow.log_artifacts(tmp, artifact_path="tokenizer")
         run_id = mlflow.active_run().info.run_id
     return tok, history, run_id
+
+
+@step
+def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits: Splits, stage2: dict,
+                       mlflow_run_id: str, tracking: dict) -> Tuple[
+    Annotated[Tokenizer, Artifacts.FINETUNED_TOKENIZER],
+    Annotated[list, Artifacts.FINETUNE_HISTORY],
+]:
+    """MMQ stage 2 (soft indexing, next-item objective on the training split); a no-op when disabled.
+
+    A separate, cached step: trying stage-2 settings never retrains stage 1.
+    """
+    cfg = SoftIndexingConfig.model_validate(stage2)
+    if not cfg.enabled:
+        return tokenizer, []
+    index = {item: i for i, item in enumerate(embeddings.item_ids)}
+    sequences = [[index[i] for i in seq if i in index] for seq in splits.train_sequences().values()]
+    x = embeddings.matrix(tokenizer.config.input_views)
+    if mlflow_run_id and tracking.get("enabled", True):
+        with mlflow_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
+            mlflow.log_params(flatten({"stage2": cfg.model_dump(mode="json")}))
+            history = finetune_soft_indexing(tokenizer, x, sequences, cfg, on_epoch=lambda e, rec: mlflow.log_metrics(
+                metrics_of(rec, "stage2."), step=e))
+    else:
+        history = finetune_soft_indexing(tokenizer, x, sequences, cfg)
+    return tokenizer, history
 
 
 @step

@@ -68,6 +68,7 @@ class ItemEmbeddings:
     views: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    item_stats: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. train_count (interactions in training)
 
     def __post_init__(self) -> None:
         for name, arr in self.views.items():
@@ -163,4 +164,8 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
                                  "losses": [float(x) for x in info["losses"]]}
     if not views:
         raise ConfigError("no feature view is enabled")
-    return ItemEmbeddings(ids, views, masks, encoders)
+    stats = {}
+    if splits is not None:
+        counts = splits.train_item_counts()
+        stats["train_count"] = np.array([counts.get(i, 0) for i in ids], dtype=np.int64)
+    return ItemEmbeddings(ids, views, masks, encoders, stats)

@@ -21,6 +21,7 @@ class RQOutput(NamedTuple):
     loss: torch.Tensor            # scalar, mean of per-level losses
     residuals: list[torch.Tensor]  # n_levels tensors (batch, dim): the residual entering each level
     distances: torch.Tensor       # (batch, n_levels, K): squared distance of each level's residual to each code
+    level_quantised: list[torch.Tensor]  # n_levels tensors (batch, dim): each level's (gradient-carrying) code vector
 
 
 class ResidualQuantiser(nn.Module):
@@ -41,19 +42,20 @@ class ResidualQuantiser(nn.Module):
     def forward(self, z: torch.Tensor) -> RQOutput:
         r = z
         quantised = torch.zeros_like(z)
-        codes, losses, residuals, dists = [], [], [], []
+        codes, losses, residuals, dists, per_level = [], [], [], [], []
         for level in self.levels:
             residuals.append(r)
             out = level(r)
             codes.append(out.codes)
             losses.append(out.loss)
             dists.append(out.distances)
+            per_level.append(out.quantised)
             quantised = quantised + out.quantised
             # the next residual keeps its gradient path to the encoder (later levels' commitment
             # and any residual-level loss reach it); code vectors themselves are not moved by it
             r = r - out.quantised.detach()
         return RQOutput(torch.stack(codes, 1), quantised, torch.stack(losses).mean(), residuals,
-                        torch.stack(dists, 1))
+                        torch.stack(dists, 1), per_level)
 
     @torch.no_grad()
     def init_levels(self, z: torch.Tensor, seed: int, iters: int = 50) -> None:

@@ -77,21 +77,23 @@ def relocate(codes: np.ndarray, distances: np.ndarray, codebook_sizes: list[int]
     if n > capacity:
         raise ValueError(f"{n} items cannot get unique SIDs in a code space of {int(capacity)} tuples")
     out = codes.copy()
-    groups: dict[bytes, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[out[i].tobytes()].append(i)
+    tuples = [tuple(row) for row in codes.tolist()]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, t in enumerate(tuples):
+        groups[t].append(i)
     used = set(groups)
     own = _own_distance(codes, distances)
     # deterministic: groups by tuple, members by distance then index
     for key in sorted(k for k, members in groups.items() if len(members) > 1):
         members = sorted(groups[key], key=lambda i: (own[i], i))
         for i in members[1:]:
-            out[i] = _nearest_free(out[i], distances[i], sizes, used)
-            used.add(out[i].tobytes())
+            new = _nearest_free(tuples[i], distances[i], sizes, used)
+            used.add(new)
+            out[i] = new
     return out
 
 
-def _nearest_free(sid: np.ndarray, dist: np.ndarray, sizes: list[int], used: set[bytes]) -> np.ndarray:
+def _nearest_free(sid: tuple, dist: np.ndarray, sizes: list[int], used: set[tuple]) -> tuple:
     """The first unused tuple in "change as late a level as possible" order.
 
     Per level the item's own code comes first, then the other codes by distance; the
@@ -100,10 +102,9 @@ def _nearest_free(sid: np.ndarray, dist: np.ndarray, sizes: list[int], used: set
     """
     orders = []
     for level, own in enumerate(sid):
-        alts = np.argsort(dist[level, : sizes[level]], kind="stable")
-        orders.append([int(own)] + [int(a) for a in alts if a != own])
+        alts = np.argsort(dist[level, : sizes[level]], kind="stable").tolist()
+        orders.append([int(own)] + [a for a in alts if a != own])
     for cand in itertools.product(*orders):
-        arr = np.asarray(cand, dtype=sid.dtype)
-        if arr.tobytes() not in used:
-            return arr
+        if cand not in used:
+            return cand
     raise ValueError("no free SID left")  # unreachable when capacity >= n

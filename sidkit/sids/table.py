@@ -3,7 +3,8 @@
 Columns: ``item_id``; ``sid_0 .. sid_{M-1}`` the final SID (M = L, or L + 1 with the
 ``append_token`` policy); ``code_0 .. code_{L-1}`` the tokenizer's raw codes before
 collision resolution; ``collided`` whether the raw tuple was shared; ``sid`` the
-printable form ``<a_12><b_3><c_200>`` (level letters a, b, c, ...).
+printable form ``<a_12><b_3><c_200>`` (level letters a, b, c, ...); optional
+``weight_<position>`` columns carry per-item weights of SID positions (ADA-SID's router).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _bars(counts: np.ndarray, width: int = 760, height: int = 120) -> str:
 
 
 def build_sid_table(item_ids: list[str], codes: np.ndarray, final: np.ndarray, method: str,
-                    codebook_sizes: list[int], collision_policy: str, info: dict | None = None) -> SIDTable:
+                    codebook_sizes: list[int], collision_policy: str, info: dict | None = None,
+                    extra_columns: dict[str, np.ndarray] | None = None) -> SIDTable:
     codes = np.asarray(codes, np.int64)
     final = np.asarray(final, np.int64)
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
@@ -84,4 +86,5 @@ def build_sid_table(item_ids: list[str], codes: np.ndarray, final: np.ndarray, m
     data.update({f"code_{l}": codes[:, l] for l in range(codes.shape[1])})
     data["collided"] = counts[inverse.ravel()] > 1
     data["sid"] = printable
+    data.update({k: np.asarray(v, dtype=np.float32) for k, v in (extra_columns or {}).items()})
     return SIDTable(pl.DataFrame(data), method, list(codebook_sizes), str(collision_policy), dict(info or {}))

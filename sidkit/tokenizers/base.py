@@ -50,6 +50,26 @@ class TokenizerConfig(BaseModel):
     select_by: str = "collision"            # "collision" (lowest collision rate, then loss) | "last"
     bf16: bool = False
     seed: int = 0
+    # ---- multi-expert tokenizers (mmq, adasid, macrec); see sidkit/tokenizers/multi_expert.py
+    n_shared_experts: int = 1               # MMQ / ADA-SID shared experts
+    n_specific_experts: int = 1             # per view (MMQ) or per side (ADA-SID: content, behaviour)
+    loss_weights: dict[str, float] = Field(default_factory=dict)   # overrides of the method's defaults; 0 = off
+    temperature: float = 0.1                # InfoNCE temperature (alignment, contrast)
+    contrast_start_level: int = 2           # MACRec: first level with cross-modal residual contrast (paper: 3rd)
+    pseudo_label_clusters: int = 512        # MACRec: k-means clusters per modality for positives (capped at n/4)
+    richness_aware: bool = True             # ADA-SID: weight alignment by information richness
+    richness_slope: float = 1.0             # ADA-SID: a in w = sigmoid(a (log(1+n) - mu))
+    richness_center: float | None = None    # ADA-SID: mu; None = median of log(1+n) over items
+    router: bool = True                     # ADA-SID: dynamic behavioural router
+    router_top_k: int | None = None         # ADA-SID: keep the k largest gate values (None: L1 only)
+
+
+class FitContext(NamedTuple):
+    """What a tokenizer may use besides the input matrix (all aligned with its rows)."""
+
+    masks: dict[str, np.ndarray] | None = None        # view -> bool (item has the view)
+    item_counts: np.ndarray | None = None             # training interactions per item (richness)
+    train_sequences: list[list[int]] | None = None    # training histories as row indices (stage-2 objectives)
 
 
 class Encoded(NamedTuple):
@@ -61,15 +81,24 @@ class Tokenizer(nn.Module):
     """Base class. Subclasses set ``method`` and implement ``fit``, ``_encode`` and ``reconstruct``."""
 
     method: ClassVar[str]
+    stage: str = "stage1"  # "stage2-soft-indexing" after behaviour-aware fine-tuning
 
-    def __init__(self, config: TokenizerConfig, input_dim: int):
+    def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):
         super().__init__()
         self.config = config
         self.input_dim = input_dim
+        self.view_dims = dict(view_dims) if view_dims else {"input": input_dim}
+        if sum(self.view_dims.values()) != input_dim:
+            raise ConfigError(f"view dims {self.view_dims} do not add up to the input dim {input_dim}")
 
     # -- interface ---------------------------------------------------------
-    def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+    def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None,
+            context: FitContext | None = None) -> list[dict]:
         raise NotImplementedError
+
+    def item_weights(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-item weights exported beside the SIDs (e.g. ADA-SID's router); none by default."""
+        return {}
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -105,14 +134,16 @@ class Tokenizer(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "input_dim": self.input_dim, "levels": self.config.levels,
-                "codebook_size": self.config.codebook_size, "input_views": list(self.config.input_views)}
+                "codebook_size": self.config.codebook_size, "input_views": list(self.config.input_views),
+                "sid_length": len(self.codebook_sizes), "stage": self.stage}
 
     def save(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"method": self.method, "input_dim": self.input_dim, "sidkit_version": sidkit.__version__,
+        meta = {"method": self.method, "stage": self.stage, "input_dim": self.input_dim, "view_dims": self.view_dims,
+                "sidkit_version": sidkit.__version__,
                 "torch_version": torch.__version__, "config": self.config.model_dump(mode="json")}
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
@@ -130,19 +161,19 @@ def register(cls: type[Tokenizer]) -> type[Tokenizer]:
 
 def _registry() -> dict[str, type[Tokenizer]]:
     # import the built-in tokenizers so they register themselves
-    from sidkit.tokenizers import rqkmeans, rqvae  # noqa: F401
+    from sidkit.tokenizers import multi_expert, rqkmeans, rqvae  # noqa: F401
 
     return _REGISTRY
 
 
-def build_tokenizer(config: TokenizerConfig | dict, input_dim: int) -> Tokenizer:
+def build_tokenizer(config: TokenizerConfig | dict, input_dim: int, view_dims: dict[str, int] | None = None) -> Tokenizer:
     cfg = config if isinstance(config, TokenizerConfig) else TokenizerConfig.model_validate(config)
     reg = _registry()
     if cfg.method not in reg:
         raise ConfigError(f"tokenizer.method must be one of {sorted(reg)}, got {cfg.method!r}")
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)  # weight initialisation is part of "same seed, same SIDs"
-        return reg[cfg.method](cfg, input_dim)
+        return reg[cfg.method](cfg, input_dim, view_dims)
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
@@ -150,7 +181,8 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 
     directory = Path(directory)
     meta = json.loads((directory / CONFIG_FILE).read_text())
-    tok = build_tokenizer(TokenizerConfig.model_validate(meta["config"]), int(meta["input_dim"]))
+    tok = build_tokenizer(TokenizerConfig.model_validate(meta["config"]), int(meta["input_dim"]), meta.get("view_dims"))
     tok.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    tok.stage = meta.get("stage", "stage1")
     tok.eval()
     return tok

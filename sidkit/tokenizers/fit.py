@@ -11,7 +11,7 @@ from sidkit.evaluation.sid_quality import SIDQuality, sid_quality
 from sidkit.features.embeddings import ItemEmbeddings
 from sidkit.sids.collisions import CollisionPolicy, resolve_collisions
 from sidkit.sids.table import SIDTable, build_sid_table
-from sidkit.tokenizers.base import Tokenizer, TokenizerConfig, build_tokenizer
+from sidkit.tokenizers.base import FitContext, Tokenizer, TokenizerConfig, build_tokenizer
 from sidkit.utils import log, seed_everything
 
 
@@ -20,9 +20,12 @@ def fit_tokenizer(embeddings: ItemEmbeddings, config: TokenizerConfig | dict,
     cfg = config if isinstance(config, TokenizerConfig) else TokenizerConfig.model_validate(config)
     x = embeddings.matrix(cfg.input_views)
     seed_everything(cfg.seed)
-    tok = build_tokenizer(cfg, x.shape[1])
+    view_dims = {v: int(embeddings.views[v].shape[1]) for v in cfg.input_views}
+    tok = build_tokenizer(cfg, x.shape[1], view_dims)
+    context = FitContext(masks={v: embeddings.masks[v] for v in cfg.input_views},
+                         item_counts=embeddings.item_stats.get("train_count"))
     t0 = time.perf_counter()
-    history = tok.fit(x, on_epoch)
+    history = tok.fit(x, on_epoch, context)
     log.info("trained %s on %d items x %d dims (views %s) in %.1fs", cfg.method, *x.shape,
              list(cfg.input_views), time.perf_counter() - t0)
     return tok, history
@@ -38,7 +41,8 @@ def assign_sids(tokenizer: Tokenizer, embeddings: ItemEmbeddings,
     per_view = _per_view_recon(tokenizer, embeddings, views)
     quality = sid_quality(enc.codes, final, tokenizer.codebook_sizes, recon, per_view)
     table = build_sid_table(embeddings.item_ids, enc.codes, final, tokenizer.method, tokenizer.codebook_sizes,
-                            str(CollisionPolicy(policy)), info={"input_views": list(views)})
+                            str(CollisionPolicy(policy)), info={"input_views": list(views), **tokenizer.describe()},
+                            extra_columns=tokenizer.item_weights(x))
     return table, quality
 
 

@@ -22,8 +22,8 @@ from sidkit.tokenizers.base import Tokenizer, TokenizerConfig, register
 class RQKMeansTokenizer(Tokenizer):
     method = "rqkmeans"
 
-    def __init__(self, config: TokenizerConfig, input_dim: int):
-        super().__init__(config, input_dim)
+    def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):
+        super().__init__(config, input_dim, view_dims)
         self.rq = ResidualQuantiser([KMeansLevel(config.codebook_size, input_dim) for _ in range(config.levels)])
 
     def _encode(self, x):
@@ -33,7 +33,7 @@ class RQKMeansTokenizer(Tokenizer):
     def reconstruct(self, x):
         return self.rq(x).quantised
 
-    def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+    def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None, context=None) -> list[dict]:
         t0 = time.perf_counter()
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
         self.rq.init_levels(xt, seed=self.config.seed, iters=self.config.kmeans_iters)

@@ -1,0 +1,163 @@
+"""MMQ, ADA-SID and MACRec: each mechanism does what it claims, on small synthetic views."""
+
+import numpy as np
+import pytest
+import torch
+
+from sidkit.errors import ConfigError
+from sidkit.features.embeddings import ItemEmbeddings
+from sidkit.tokenizers import load_tokenizer
+from sidkit.tokenizers.base import FitContext
+from sidkit.tokenizers.fit import assign_sids, fit_tokenizer
+
+BASE = {"levels": 2, "codebook_size": 16, "latent_dim": 8, "hidden_dims": [32], "epochs": 25,
+        "batch_size": 100, "eval_every": 5}
+VIEWS = {"mmq": ["text", "image"], "adasid": ["text", "behaviour"], "macrec": ["text", "image"]}
+
+
+@pytest.fixture(scope="module")
+def views():
+    """Latent clusters drive text, image and behaviour; popularity is power-law; 10% lack an image."""
+    rng = np.random.default_rng(0)
+    n, k = 400, 8
+    labels = rng.integers(0, k, n)
+    def view(dim, noise):
+        centres = rng.normal(0, 1, (k, dim))
+        return (centres[labels] + rng.normal(0, noise, (n, dim))).astype(np.float32)
+    text, image, behaviour = view(32, 0.4), view(24, 0.4), view(16, 0.8)
+    has_image = rng.random(n) > 0.1
+    image[~has_image] = 0
+    counts = (rng.pareto(1.2, n) * 3).astype(np.int64)
+    emb = ItemEmbeddings([f"i{i}" for i in range(n)], {"text": text, "image": image, "behaviour": behaviour},
+                         {"text": np.ones(n, bool), "image": has_image, "behaviour": counts > 0},
+                         {}, {"train_count": counts})
+    emb.views["behaviour"][counts == 0] = 0
+    return emb, labels
+
+
+def _fit(emb, method, **over):
+    return fit_tokenizer(emb, {**BASE, "method": method, "input_views": VIEWS[method], **over})
+
+
+@pytest.mark.parametrize("method", ["mmq", "adasid", "macrec"])
+def test_unique_sids_same_seed_same_sids_and_reload(method, views, tmp_path):
+    emb, _ = views
+    tok, history = _fit(emb, method)
+    table, q = assign_sids(tok, emb, "relocate")
+    assert q.collision_rate_final == 0 and table.frame.height == emb.n_items
+    assert len(table.sid_columns) == len(tok.codebook_sizes)
+    again, _ = _fit(emb, method)
+    table2, _ = assign_sids(again, emb, "relocate")
+    np.testing.assert_array_equal(table.sids(), table2.sids())
+    tok.save(tmp_path / "t")
+    reloaded = load_tokenizer(tmp_path / "t")
+    x = emb.matrix(VIEWS[method])
+    np.testing.assert_array_equal(reloaded.encode(x).codes, tok.encode(x).codes)
+    assert set(q.recon_loss_per_view) == set(VIEWS[method])
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_views_the_data_lacks_are_refused(views):
+    emb, _ = views
+    partial = ItemEmbeddings(emb.item_ids, {"text": emb.views["text"]}, {"text": emb.masks["text"]})
+    with pytest.raises(ConfigError, match="image"):
+        fit_tokenizer(partial, {**BASE, "method": "macrec", "input_views": ["text", "image"]})
+    with pytest.raises(ConfigError, match="behaviour"):
+        fit_tokenizer(emb, {**BASE, "method": "adasid", "input_views": ["text", "image"]})
+    with pytest.raises(ConfigError, match="two views"):
+        fit_tokenizer(emb, {**BASE, "method": "mmq", "input_views": ["text"]})
+    with pytest.raises(ConfigError, match="unknown loss weight"):
+        fit_tokenizer(emb, {**BASE, "method": "mmq", "input_views": ["text", "image"], "loss_weights": {"typo": 1}})
+
+
+def _shared_specific_cos2(tok, emb):
+    x = torch.as_tensor(emb.matrix(VIEWS["mmq"]))
+    with torch.no_grad():
+        xv = tok.split(x)
+        z = tok.latents(xv, tok.present(xv))
+    return float(tok.orthogonality(z))
+
+
+def test_mmq_orthogonality_lowers_shared_specific_similarity(views):
+    emb, _ = views
+    off, _ = _fit(emb, "mmq", loss_weights={"orthogonal": 0.0})
+    on, _ = _fit(emb, "mmq", loss_weights={"orthogonal": 1.0})
+    assert _shared_specific_cos2(on, emb) < 0.5 * _shared_specific_cos2(off, emb)
+
+
+def test_adasid_richness_weights_rise_with_interaction_count(views):
+    emb, _ = views
+    tok, _ = _fit(emb, "adasid", epochs=1)
+    counts = np.array([0, 1, 3, 10, 100, 1000])
+    ctx = FitContext(item_counts=counts)
+    w = tok.richness(torch.arange(len(counts)), ctx).numpy()
+    assert np.all(np.diff(w) > 0) and w[0] < 0.5 < w[-1]
+    flat, _ = _fit(emb, "adasid", epochs=1, richness_aware=False)
+    assert np.allclose(flat.richness(torch.arange(len(counts)), ctx).numpy(), 1.0)
+
+
+def test_adasid_router_is_sparse_exported_and_follows_behaviour(views):
+    emb, _ = views
+    tok, _ = _fit(emb, "adasid", router_top_k=1)
+    table, _ = assign_sids(tok, emb, "relocate")
+    weights = table.frame.select([c for c in table.frame.columns if c.startswith("weight_")]).to_numpy()
+    assert weights.shape == (emb.n_items, 2)  # one weight per behavioural SID position
+    assert ((weights > 0).sum(1) <= 1).all()  # top-1: at most one active gate per item
+    x = emb.matrix(VIEWS["adasid"])
+    shifted = x.copy()
+    shifted[:, -16:] = np.roll(shifted[:, -16:], 1, axis=0)  # other items' behaviour
+    assert not np.allclose(tok.item_weights(x)["weight_4"], tok.item_weights(shifted)["weight_4"])
+    l1, _ = _fit(emb, "adasid", loss_weights={"sparse": 0.05})
+    free, _ = _fit(emb, "adasid", loss_weights={"sparse": 0.0})
+    assert sum(v.sum() for v in l1.item_weights(x).values()) < sum(v.sum() for v in free.item_weights(x).values())
+
+
+def test_macrec_cross_modal_contrast_raises_text_image_code_agreement(views):
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    emb, _ = views
+    x = emb.matrix(VIEWS["macrec"])
+    has_image = emb.masks["image"]
+
+    def agreement(tok):
+        codes = tok.encode(x).codes  # text levels 0..1, image levels 2..3
+        return np.mean([nmi(codes[has_image, l], codes[has_image, 2 + l]) for l in range(2)])
+
+    cfg = {"levels": 2, "contrast_start_level": 0, "epochs": 30}
+    off, _ = _fit(emb, "macrec", loss_weights={"contrast": 0.0, "align": 0.0}, **cfg)
+    on, _ = _fit(emb, "macrec", loss_weights={"contrast": 1.0, "align": 0.0}, **cfg)
+    assert agreement(on) > agreement(off)
+
+
+def test_macrec_positives_come_from_the_other_views_clusters(views):
+    emb, _ = views
+    tok, _ = _fit(emb, "macrec", epochs=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, -1])
+    pos = tok._positives(labels, torch.Generator().manual_seed(0))
+    assert pos.tolist()[:4] == [1, 0, 3, 2]
+    assert pos[4] == 4 and pos[5] == 5  # no partner in the batch (or no label): itself
+
+
+def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_path):
+    from sidkit.tokenizers.finetune import finetune_soft_indexing, soft_quantise
+
+    emb, _ = views
+    tok, _ = _fit(emb, "mmq")
+    rq = tok.experts["shared0"].rq
+    z = torch.randn(10, 8, requires_grad=True)
+    q = soft_quantise(rq, z, temperature=1.0)
+    hard = rq(z.detach()).quantised
+    torch.testing.assert_close(q, hard, atol=1e-5, rtol=1e-5)  # forward = hard codes
+    q.pow(2).sum().backward()
+    assert all(level.codebook.grad is not None and level.codebook.grad.abs().sum() > 0 for level in rq.levels)
+    assert z.grad.abs().sum() > 0
+
+    x = emb.matrix(VIEWS["mmq"])
+    before = tok.encode(x).codes.copy()
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, emb.n_items, 6).tolist() for _ in range(100)]
+    hist = finetune_soft_indexing(tok, x, seqs, {"epochs": 3, "batch_size": 64, "lr": 1e-3})
+    assert hist[-1]["task_loss"] < hist[0]["task_loss"]
+    assert (tok.encode(x).codes != before).any()  # re-indexed hard SIDs moved
+    tok.save(tmp_path / "s2")
+    assert load_tokenizer(tmp_path / "s2").stage == "stage2-soft-indexing"
