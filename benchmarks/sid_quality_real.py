@@ -47,9 +47,19 @@ def main() -> None:
         s["config"] = cfg
         rows.append(s)
         print(cfg, s.get("status"), f"{wall:.0f}s", s.get("error", ""), flush=True)
+    # merge with earlier results so a subset can be re-run; the table lists every config measured
+    previous = ROOT / "benchmarks" / "results" / "sid_quality_real.json"
+    merged = {r["config"]: r for r in (json.loads(previous.read_text())["runs"] if previous.exists() else [])}
+    for r in rows:
+        r["measured_at"] = now()
+        r["commit"] = git_rev()
+        merged[r["config"]] = r
+    order = {c: i for i, c in enumerate(DEFAULT)}
+    rows = sorted(merged.values(), key=lambda r: order.get(r["config"], len(order)))
     save_json("sid_quality_real", {"date": now(), "machine": machine(), "runs": rows})
     lines = [f"### SID quality on real data: five tokenizers x two datasets (training pipeline)\n",
-             f"{now()} · {machine()} · commit {git_rev()} · `python benchmarks/sid_quality_real.py --write`"
+             f"{now()} · {machine()} · commit {git_rev()} (each row: `measured_at`, `commit` in "
+             "benchmarks/results/sid_quality_real.json) · `python benchmarks/sid_quality_real.py --write`"
              f"{' --no-cache' if args.no_cache else ''} · wall time of the whole `run.py train` process"
              f"{' (cold: no step cache; the embedding cache may be warm)' if args.no_cache else ''}.\n",
              "Collision rate = (N - unique raw SIDs) / N before resolution; after = with the config's policy "

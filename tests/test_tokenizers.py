@@ -107,3 +107,28 @@ def test_unknown_method_is_a_config_error():
 
     with pytest.raises(ConfigError, match="tokenizer.method"):
         build_tokenizer({"method": "magic"}, 4)
+
+
+def test_balanced_kmeans_spreads_points_over_codes():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(900, 4, generator=g) * 0.1, torch.randn(100, 4, generator=g) * 3])  # one dense blob
+    def sizes(c):
+        return torch.bincount(torch.cdist(x, c).argmin(1), minlength=16)
+    plain = kmeans(x, 16, seed=0)
+    balanced = kmeans(x, 16, seed=0, balanced=True)
+    assert sizes(balanced).max() < sizes(plain).max()
+    assert torch.equal(balanced, kmeans(x, 16, seed=0, balanced=True))
+
+
+def test_balanced_rqkmeans_avoids_residual_collapse():
+    from sidkit.evaluation.sid_quality import sid_quality
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)  # 300 items, 64 codes: few items per first-level code
+    q = {}
+    for bal in (False, True):
+        tok = build_tokenizer({"method": "rqkmeans", "levels": 2, "codebook_size": 64, "kmeans_balanced": bal}, 16)
+        tok.fit(x)
+        q[bal] = sid_quality(tok.encode(x).codes, None, tok.codebook_sizes)
+    assert q[True].normalized_entropy[1] > q[False].normalized_entropy[1]
+    assert q[True].collision_rate <= q[False].collision_rate

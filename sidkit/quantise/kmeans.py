@@ -10,8 +10,13 @@ def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)[None]).clamp_min_(0)
 
 
-def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, seed: int = 0, tol: float = 1e-6) -> torch.Tensor:
+def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, seed: int = 0, tol: float = 1e-6,
+           balanced: bool = False) -> torch.Tensor:
     """Centroids (k, d) of ``x`` (n, d). Deterministic for a given seed.
+
+    ``balanced``: each Lloyd step assigns points by Sinkhorn-balanced transport (uniform
+    cluster marginals) instead of nearest centroid, as OneRec's balanced RQ-KMeans does; this
+    keeps small catalogues from piling their residuals onto a few codes.
 
     With fewer distinct points than ``k`` the spare centroids are copies of data points
     plus tiny seeded noise, so every code is a valid, distinct vector.
@@ -39,7 +44,8 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, seed: int = 0, tol: floa
         c = torch.cat([c, extra + scale * torch.randn(extra.shape, generator=g)])
     prev = None
     for _ in range(iters):
-        assign = squared_distances(x, c).argmin(1)
+        d = squared_distances(x, c)
+        assign = _balanced_assign(d) if balanced else d.argmin(1)
         sums = torch.zeros_like(c).index_add_(0, assign, x)
         counts = torch.bincount(assign, minlength=k).float()
         moved = counts > 0
@@ -52,3 +58,9 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, seed: int = 0, tol: floa
             break
         prev = inertia
     return c
+
+
+def _balanced_assign(d: torch.Tensor) -> torch.Tensor:
+    from sidkit.quantise.levels import sinkhorn_codes
+
+    return sinkhorn_codes(d, eps=0.01, iters=20)

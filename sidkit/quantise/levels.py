@@ -89,16 +89,16 @@ class CodebookLevel(nn.Module):
 
 
 class KMeansLevel(nn.Module):
-    """A frozen codebook fit by k-means on the residuals of the whole dataset."""
+    """A frozen codebook fit by k-means (optionally balanced) on the residuals of the whole dataset."""
 
-    def __init__(self, codebook_size: int, dim: int):
+    def __init__(self, codebook_size: int, dim: int, balanced: bool = False):
         super().__init__()
-        self.codebook_size, self.dim = codebook_size, dim
+        self.codebook_size, self.dim, self.balanced = codebook_size, dim, balanced
         self.register_buffer("codebook", torch.zeros(codebook_size, dim))
 
     @torch.no_grad()
     def init_from(self, residuals: torch.Tensor, seed: int, iters: int = 50) -> None:
-        self.codebook.copy_(kmeans(residuals, self.codebook_size, iters=iters, seed=seed))
+        self.codebook.copy_(kmeans(residuals, self.codebook_size, iters=iters, seed=seed, balanced=self.balanced))
 
     def forward(self, r: torch.Tensor) -> LevelOutput:
         d = squared_distances(r.detach().float(), self.codebook)

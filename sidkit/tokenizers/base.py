@@ -41,6 +41,7 @@ class TokenizerConfig(BaseModel):
     sinkhorn_eps_last_level: float = 0.0    # > 0: Sinkhorn-balanced last level (LETTER uses 0.003)
     kmeans_init: bool = True
     kmeans_iters: int = 50
+    kmeans_balanced: bool = False           # RQ-KMeans: Sinkhorn-balanced Lloyd steps (OneRec)
     dead_code_reset: bool = True            # re-seed codes unused in an epoch from batch residuals
     epochs: int = 200
     batch_size: int = 1024
