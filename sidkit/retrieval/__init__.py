@@ -1,0 +1,1 @@
+"""Generative retrieval over semantic IDs (TIGER-style): metrics, SID trie, generator, beam search."""
