@@ -1,0 +1,1 @@
+"""Discriminative ranking with SID features: a DIN-style CTR model, AUC and GAUC."""
