@@ -3,6 +3,7 @@
 Importing this package registers them with ZenML.
 """
 
+from materializers.bundles import ModelBundleMaterializer
 from materializers.catalogue import CatalogueMaterializer, SplitsMaterializer
 from materializers.embeddings import ItemEmbeddingsMaterializer
 from materializers.reports import SIDQualityMaterializer, ValidationReportMaterializer
@@ -10,6 +11,6 @@ from materializers.sid_table import SIDTableMaterializer
 from materializers.tokenizer import TokenizerMaterializer
 
 __all__ = [
-    "CatalogueMaterializer", "ItemEmbeddingsMaterializer", "SIDQualityMaterializer", "SIDTableMaterializer",
+    "CatalogueMaterializer", "ModelBundleMaterializer", "ItemEmbeddingsMaterializer", "SIDQualityMaterializer", "SIDTableMaterializer",
     "SplitsMaterializer", "TokenizerMaterializer", "ValidationReportMaterializer",
 ]

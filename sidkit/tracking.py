@@ -71,10 +71,13 @@ def mlflow_run(experiment: str, run_name: str, run_id: str | None = None, tags: 
 
 
 def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
-    """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``)."""
+    """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``).
+
+    MLflow metric names allow no ``@``: ``recall@10`` is logged as ``recall_at_10``.
+    """
     out = {}
     for k, v in record.items():
-        key = f"{prefix}{k}"
+        key = f"{prefix}{k}".replace("@", "_at_")
         if isinstance(v, bool):
             continue
         if isinstance(v, (int, float)) and math.isfinite(v):

@@ -21,3 +21,8 @@ class Artifacts(StrEnum):
     SID_TABLE = "sid_table"
     SID_QUALITY = "sid_quality"
     TRAINING_SUMMARY = "training_summary"
+    RETRIEVAL_METRICS = "retrieval_metrics"
+    GENERATOR = "sid_generator"
+    RANKING_METRICS = "ranking_metrics"
+    RANKER = "din_ranker"
+    EVALUATION_SUMMARY = "evaluation_summary"

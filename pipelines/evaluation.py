@@ -1,0 +1,36 @@
+"""The evaluation pipeline: a registered tokenizer model version -> generator + ranker -> metrics.
+
+The SID table and splits come from the model version (ZenML Model Control Plane), never
+from file paths: ``tokenizer_model`` names the model, ``tokenizer_version`` a version
+(number, name or stage such as ``production``; default: the latest).
+"""
+
+from zenml import pipeline
+from zenml.client import Client
+from zenml.enums import ModelStages
+
+from steps.artifacts import Artifacts
+from steps.evaluation import evaluate_discriminative_ranking, evaluate_generative_retrieval, publish_evaluation
+
+
+def resolve_model_version(name: str, version: str | None):
+    return Client().get_model_version(name, version or ModelStages.LATEST)
+
+
+@pipeline(enable_cache=True)
+def evaluation_pipeline(
+    tokenizer_model: str,
+    tokenizer_version: str | None = None,
+    retrieval: dict | None = None,
+    ranking: dict | None = None,
+    tracking: dict | None = None,
+) -> None:
+    mv = resolve_model_version(tokenizer_model, tokenizer_version)
+    sid_table = mv.get_artifact(Artifacts.SID_TABLE)
+    splits = mv.get_artifact(Artifacts.SPLITS)
+    if sid_table is None or splits is None:
+        raise ValueError(f"model version {tokenizer_model}:{mv.name} has no '{Artifacts.SID_TABLE}' or "
+                         f"'{Artifacts.SPLITS}' artifact; was it produced by the training pipeline?")
+    r_metrics, _ = evaluate_generative_retrieval(sid_table, splits, retrieval or {})
+    k_metrics, _ = evaluate_discriminative_ranking(sid_table, splits, ranking or {})
+    publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, tracking or {})

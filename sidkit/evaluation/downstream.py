@@ -1,0 +1,114 @@
+"""Downstream evaluation of a SID table: generative retrieval and discriminative ranking.
+
+Both use the leave-one-out splits of the training run (training split only for fitting; the
+validation item for early stopping of the generator; the test item for the reported numbers).
+Popularity strata come from training interactions (``popularity_strata``: top 20% of items
+head, bottom 50% tail, rest torso; items never seen in training are ``cold``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from sidkit.data.splits import TEST, VALID, Splits
+from sidkit.ranking.din import DIN, RankerConfig, evaluation_impressions, score, train_ranker
+from sidkit.ranking.metrics import auc, gauc
+from sidkit.retrieval.generator import GeneratorConfig, SIDGenerator, SIDVocabulary, generate_ranked, train_generator
+from sidkit.retrieval.metrics import popularity_strata, retrieval_metrics, target_ranks
+from sidkit.retrieval.trie import SIDTrie
+from sidkit.sids.table import SIDTable
+
+STRATA = ("head", "torso", "tail", "cold")
+
+
+@dataclass
+class IndexedSplits:
+    """Splits expressed as 0-based rows of the SID table."""
+
+    item_ids: list[str]
+    train: list[list[int]]
+    valid_hist: list[list[int]]
+    valid_tgt: list[int]
+    test_hist: list[list[int]]
+    test_tgt: list[int]
+    strata: list[str]  # per test user: stratum of the test target
+
+    @classmethod
+    def build(cls, table: SIDTable, splits: Splits) -> "IndexedSplits":
+        ids = table.frame["item_id"].to_list()
+        index = {item: i for i, item in enumerate(ids)}
+        unknown = set(splits.interactions["item_id"].unique().to_list()) - set(index)
+        if unknown:
+            raise ValueError(f"{len(unknown)} interacted items have no SID (e.g. {sorted(unknown)[:3]}); "
+                             "the SID table and the splits come from different catalogues")
+        train = [[index[i] for i in s] for s in splits.train_sequences().values()]
+        v = splits.examples(VALID)
+        t = splits.examples(TEST)
+        counts = splits.train_item_counts()
+        strata_map = popularity_strata(counts)
+        return cls(ids, train,
+                   [[index[i] for i in h] for h in v["history"].to_list()], [index[i] for i in v["target"].to_list()],
+                   [[index[i] for i in h] for h in t["history"].to_list()], [index[i] for i in t["target"].to_list()],
+                   [strata_map.get(i, "cold") for i in t["target"].to_list()])
+
+
+def _by_stratum(values_per_user: dict[str, np.ndarray], strata: list[str], fn) -> dict[str, dict]:
+    s = np.asarray(strata)
+    out = {}
+    for name in STRATA:
+        mask = s == name
+        out[name] = fn(mask) if mask.any() else None
+    return out
+
+
+def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict,
+                       on_epoch=None) -> tuple[dict, SIDGenerator, SIDVocabulary, list[dict]]:
+    cfg = cfg if isinstance(cfg, GeneratorConfig) else GeneratorConfig.model_validate(cfg)
+    data = IndexedSplits.build(table, splits)
+    sids = table.sids()
+    trie = SIDTrie(sids.tolist(), list(range(len(sids))))
+    t0 = time.perf_counter()
+    model, vocab, history = train_generator(data.train, sids, cfg, valid=(data.valid_hist, data.valid_tgt),
+                                            trie=trie, on_epoch=on_epoch)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranked = generate_ranked(model, vocab, trie, data.test_hist, sids, cfg)
+    ranks = target_ranks([[trie.item(s) for s in r] for r in ranked], data.test_tgt)
+    metrics = retrieval_metrics(ranks)
+    metrics["by_popularity"] = _by_stratum({}, data.strata, lambda m: retrieval_metrics(ranks[m]))
+    metrics["train_seconds"] = train_s
+    metrics["eval_seconds"] = time.perf_counter() - t0
+    metrics["epochs"] = len(history)
+    return metrics, model, vocab, history
+
+
+def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict) -> tuple[dict, DIN]:
+    cfg = cfg if isinstance(cfg, RankerConfig) else RankerConfig.model_validate(cfg)
+    data = IndexedSplits.build(table, splits)
+    weights = None
+    weight_cols = sorted((c for c in table.frame.columns if c.startswith("weight_")), key=lambda c: int(c.split("_")[1]))
+    if cfg.features == "sid_weighted" and weight_cols:
+        n_pos = len(table.sid_columns)
+        weights = np.ones((table.frame.height, n_pos), np.float32)
+        for c in weight_cols:
+            weights[:, int(c.split("_")[1])] = table.frame[c].to_numpy()
+    t0 = time.perf_counter()
+    model, _ = train_ranker(data.train, len(data.item_ids), cfg, sids=table.sids(), weights=weights)
+    users, hist, cand, labels = evaluation_impressions(data.test_hist, data.test_tgt, len(data.item_ids), cfg)
+    scores = score(model, hist, cand)
+    g, kept = gauc(users, labels, scores)
+    user_stratum = np.asarray(data.strata)[users]
+
+    def stratum(mask):
+        gs, k = gauc(users[mask], labels[mask], scores[mask])
+        return {"auc": auc(labels[mask], scores[mask]), "gauc": gs, "n_users": k}
+
+    metrics = {"auc": auc(labels, scores), "gauc": g, "n_users": kept, "features": cfg.features,
+               "by_popularity": {name: (stratum(user_stratum == name) if (user_stratum == name).any() else None)
+                                 for name in STRATA},
+               "seconds": time.perf_counter() - t0}
+    return metrics, model

@@ -1,0 +1,69 @@
+"""Downstream evaluation steps: generative retrieval, ranking, publishing the metrics."""
+
+from typing import Annotated, Tuple
+
+from zenml import get_step_context, log_metadata, step
+
+from sidkit.data.splits import Splits
+from sidkit.evaluation.bundles import ModelBundle
+from sidkit.evaluation.downstream import evaluate_ranking, evaluate_retrieval
+from sidkit.ranking.din import RankerConfig
+from sidkit.retrieval.generator import GeneratorConfig
+from sidkit.sids.table import SIDTable
+from sidkit.tracking import flatten, metrics_of, mlflow_run
+from steps.artifacts import Artifacts
+
+
+@step
+def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval: dict) -> Tuple[
+    Annotated[dict, Artifacts.RETRIEVAL_METRICS],
+    Annotated[ModelBundle, Artifacts.GENERATOR],
+]:
+    """Train the SID generator on the training split; Recall/NDCG@K on the test items (full catalogue)."""
+    cfg = GeneratorConfig.model_validate(retrieval)
+    metrics, model, vocab, history = evaluate_retrieval(sid_table, splits, cfg)
+    bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
+                            info={"vocab_size": vocab.size, "max_len": model.pos.num_embeddings,
+                                  "sid_sizes": vocab.sizes, "epochs": len(history)})
+    return metrics, bundle
+
+
+@step
+def evaluate_discriminative_ranking(sid_table: SIDTable, splits: Splits, ranking: dict) -> Tuple[
+    Annotated[dict, Artifacts.RANKING_METRICS],
+    Annotated[ModelBundle, Artifacts.RANKER],
+]:
+    """Train the DIN ranker on the training split; AUC/GAUC on held-out items with sampled negatives."""
+    cfg = RankerConfig.model_validate(ranking)
+    metrics, model = evaluate_ranking(sid_table, splits, cfg)
+    arrays = {"sids": sid_table.sids()}
+    if model.rep.use_sid:
+        arrays["weights"] = model.rep.sid_weight[1:].numpy()
+    bundle = ModelBundle.of("din-ranker", model, cfg.model_dump(mode="json"), arrays=arrays,
+                            info={"n_items": sid_table.frame.height})
+    return metrics, bundle
+
+
+@step(enable_cache=False)
+def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer_model: str,
+                       tokenizer_version: str | None, tracking: dict) -> Annotated[dict, Artifacts.EVALUATION_SUMMARY]:
+    """Store the metrics as metadata of the evaluated tokenizer's model version, and in MLflow."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    ctx = get_step_context()
+    tokenizer_version = str(Client().get_model_version(tokenizer_model, tokenizer_version or ModelStages.LATEST).name)
+    summary = {"status": "succeeded", "run_id": str(ctx.pipeline_run.id), "run_name": ctx.pipeline_run.name,
+               "tokenizer_model": tokenizer_model, "model_version": tokenizer_version,
+               "retrieval": retrieval_metrics, "ranking": ranking_metrics}
+    log_metadata(metadata={"evaluation": {"retrieval": retrieval_metrics, "ranking": ranking_metrics,
+                                          "run": ctx.pipeline_run.name}},
+                 model_name=tokenizer_model, model_version=tokenizer_version)
+    if tracking.get("enabled", True):
+        with mlflow_run(tracking.get("experiment", "sidkit-evaluation"), ctx.pipeline_run.name,
+                        tags={"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}) as mlflow:
+            mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}))
+            mlflow.log_metrics(metrics_of(retrieval_metrics, "retrieval."))
+            mlflow.log_metrics(metrics_of({k: v for k, v in ranking_metrics.items() if k != "features"}, "ranking."))
+            summary["mlflow_run_id"] = mlflow.active_run().info.run_id
+    return summary

@@ -1,0 +1,51 @@
+"""The evaluation pipeline end to end: a registered tokenizer version in, metrics on the version out."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.test_pipeline import _config
+
+
+@pytest.mark.slow
+def test_evaluate_a_registered_tokenizer(tmp_path):
+    import run
+
+    train_summary = tmp_path / "train.json"
+    result = CliRunner().invoke(run.cli, ["train", "--config", str(_config(tmp_path)), "--summary", str(train_summary)])
+    assert result.exit_code == 0, result.output
+    version = json.loads(train_summary.read_text())["model_version"]
+
+    cfg = {"parameters": {
+        "tokenizer_model": "sidkit-tokenizer-test",
+        "retrieval": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
+                      "beam_size": 5, "patience": 5},
+        "ranking": {"features": "id+sid", "epochs": 1, "dim": 8, "n_eval_negatives": 10},
+        "tracking": {"experiment": "sidkit-test-eval"}}}
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(run.cli, ["evaluate", "--config", str(path), "--model-version", version,
+                                          "--summary", str(out)])
+    assert result.exit_code == 0, result.output
+    s = json.loads(out.read_text())
+    assert s["status"] == "succeeded" and s["model_version"] == version
+    assert {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "n_users"} <= set(s["retrieval"])
+    assert s["retrieval"]["n_users"] == 120
+    assert {"auc", "gauc", "by_popularity"} <= set(s["ranking"])
+    assert {"head", "torso", "tail"} <= set(s["ranking"]["by_popularity"])
+    assert 0.0 <= s["ranking"]["auc"] <= 1.0
+
+    from zenml.client import Client
+
+    mv = Client().get_model_version("sidkit-tokenizer-test", version)
+    assert "retrieval" in mv.run_metadata["evaluation"]
+    gen = Client().get_pipeline_run(s["run_id"]).steps["evaluate_generative_retrieval"].outputs["sid_generator"][0].load()
+    model = gen.build()  # the stored generator rebuilds from config.json + safetensors
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+    bad = CliRunner().invoke(run.cli, ["evaluate", "--config", str(path), "--model-version", "999",
+                                       "--summary", str(out)])
+    assert bad.exit_code != 0 and json.loads(out.read_text())["status"] == "failed"
