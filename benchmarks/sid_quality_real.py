@@ -57,7 +57,7 @@ def main() -> None:
     order = {c: i for i, c in enumerate(DEFAULT)}
     rows = sorted(merged.values(), key=lambda r: order.get(r["config"], len(order)))
     save_json("sid_quality_real", {"date": now(), "machine": machine(), "runs": rows})
-    lines = [f"### SID quality on real data: five tokenizers x two datasets (training pipeline)\n",
+    lines = ["### SID quality on real data: five tokenizers x two datasets (training pipeline)\n",
              f"{now()} · {machine()} · commit {git_rev()} (each row: `measured_at`, `commit` in "
              "benchmarks/results/sid_quality_real.json) · `python benchmarks/sid_quality_real.py --write`"
              f"{' --no-cache' if args.no_cache else ''} · wall time of the whole `run.py train` process"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 from sidkit.settings import state_dir

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 
 from sidkit.data.splits import TEST, VALID, Splits
 from sidkit.ranking.din import DIN, RankerConfig, evaluation_impressions, score, train_ranker
@@ -56,13 +55,9 @@ class IndexedSplits:
                    [strata_map.get(i, "cold") for i in t["target"].to_list()])
 
 
-def _by_stratum(values_per_user: dict[str, np.ndarray], strata: list[str], fn) -> dict[str, dict]:
-    s = np.asarray(strata)
-    out = {}
-    for name in STRATA:
-        mask = s == name
-        out[name] = fn(mask) if mask.any() else None
-    return out
+def _by_stratum(strata: np.ndarray, fn) -> dict[str, dict | None]:
+    """``fn(mask)`` for each popularity stratum present in ``strata`` (one label per row), else None."""
+    return {name: (fn(strata == name) if (strata == name).any() else None) for name in STRATA}
 
 
 def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict,
@@ -79,7 +74,7 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     ranked = generate_ranked(model, vocab, trie, data.test_hist, sids, cfg)
     ranks = target_ranks([[trie.item(s) for s in r] for r in ranked], data.test_tgt)
     metrics = retrieval_metrics(ranks)
-    metrics["by_popularity"] = _by_stratum({}, data.strata, lambda m: retrieval_metrics(ranks[m]))
+    metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m]))
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["epochs"] = len(history)
@@ -108,7 +103,6 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict) 
         return {"auc": auc(labels[mask], scores[mask]), "gauc": gs, "n_users": k}
 
     metrics = {"auc": auc(labels, scores), "gauc": g, "n_users": kept, "features": cfg.features,
-               "by_popularity": {name: (stratum(user_stratum == name) if (user_stratum == name).any() else None)
-                                 for name in STRATA},
+               "by_popularity": _by_stratum(user_stratum, stratum),
                "seconds": time.perf_counter() - t0}
     return metrics, model

@@ -14,7 +14,7 @@ their random initial vector and are masked out (``mask=False``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -55,7 +55,7 @@ from torch import nn
 from sidkit.errors import ConfigError
 from sidkit.quantise import CodebookLevel, ResidualQuantiser
 from sidkit.quantise.kmeans import kmeans
-from sidkit.tokenizers.base import FitContext, TokenizerConfig, register
+from sidkit.tokenizers.base import TokenizerConfig, register
 from sidkit.tokenizers.rqvae import mlp
 from sidkit.tokenizers.trainer import GradientTokenizer
 from sidkit.utils import torch_generator
@@ -119,7 +119,6 @@ class MultiExpertTokenizer(GradientTokenizer):
         self.experts = nn.ModuleDict({s.name: self.build_expert(s) for s in self.specs})
         self.decoders = nn.ModuleDict({v: mlp([config.latent_dim, *reversed(config.hidden_dims), d], config.dropout)
                                        for v, d in self.view_dims.items()})
-        self._masks_cache: dict[str, torch.Tensor] | None = None
 
     # -- structure -----------------------------------------------------------
     def expert_specs(self) -> list[ExpertSpec]:
