@@ -6,11 +6,16 @@ Importing this package registers them with ZenML.
 from materializers.bundles import ModelBundleMaterializer
 from materializers.catalogue import CatalogueMaterializer, SplitsMaterializer
 from materializers.embeddings import ItemEmbeddingsMaterializer
-from materializers.reports import SIDQualityMaterializer, ValidationReportMaterializer
+from materializers.reports import (
+    ABComparisonMaterializer,
+    DriftReportMaterializer,
+    SIDQualityMaterializer,
+    ValidationReportMaterializer,
+)
 from materializers.sid_table import SIDTableMaterializer
 from materializers.tokenizer import TokenizerMaterializer
 
 __all__ = [
-    "CatalogueMaterializer", "ModelBundleMaterializer", "ItemEmbeddingsMaterializer", "SIDQualityMaterializer", "SIDTableMaterializer",
+    "ABComparisonMaterializer", "CatalogueMaterializer", "DriftReportMaterializer", "ModelBundleMaterializer", "ItemEmbeddingsMaterializer", "SIDQualityMaterializer", "SIDTableMaterializer",
     "SplitsMaterializer", "TokenizerMaterializer", "ValidationReportMaterializer",
 ]

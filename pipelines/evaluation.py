@@ -6,15 +6,10 @@ from file paths: ``tokenizer_model`` names the model, ``tokenizer_version`` a ve
 """
 
 from zenml import pipeline
-from zenml.client import Client
-from zenml.enums import ModelStages
 
+from pipelines.model_versions import artifact, resolve_model_version
 from steps.artifacts import Artifacts
 from steps.evaluation import evaluate_discriminative_ranking, evaluate_generative_retrieval, publish_evaluation
-
-
-def resolve_model_version(name: str, version: str | None):
-    return Client().get_model_version(name, version or ModelStages.LATEST)
 
 
 @pipeline(enable_cache=True)
@@ -26,11 +21,8 @@ def evaluation_pipeline(
     tracking: dict | None = None,
 ) -> None:
     mv = resolve_model_version(tokenizer_model, tokenizer_version)
-    sid_table = mv.get_artifact(Artifacts.SID_TABLE)
-    splits = mv.get_artifact(Artifacts.SPLITS)
-    if sid_table is None or splits is None:
-        raise ValueError(f"model version {tokenizer_model}:{mv.name} has no '{Artifacts.SID_TABLE}' or "
-                         f"'{Artifacts.SPLITS}' artifact; was it produced by the training pipeline?")
+    sid_table = artifact(mv, Artifacts.SID_TABLE)
+    splits = artifact(mv, Artifacts.SPLITS)
     r_metrics, _ = evaluate_generative_retrieval(sid_table, splits, retrieval or {})
     k_metrics, _ = evaluate_discriminative_ranking(sid_table, splits, ranking or {})
     publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, tracking or {})

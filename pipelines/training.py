@@ -3,10 +3,9 @@
 
 from zenml import pipeline
 
-from steps.data import load_data, split_data, validate_data, validation_gate
-from steps.features import embed_items, validate_item_embeddings
+from pipelines.common import trained_sids, validated_inputs
 from steps.registry import publish_tokenizer
-from steps.tokenizer import assign_semantic_ids, finetune_tokenizer, sid_health_gate, train_tokenizer
+from steps.tokenizer import sid_health_gate
 
 
 @pipeline(enable_cache=True)
@@ -23,17 +22,9 @@ def training_pipeline(
 ) -> None:
     """Learn semantic IDs for one catalogue. Every step's output is a versioned artifact."""
     tracking = tracking or {}
-    raw = load_data(dataset)
-    catalogue, report, _ = validate_data(raw, validation or {})
-    passed = validation_gate(report)
-    splits = split_data(catalogue, passed, max_history=max_history)
-    embeddings = embed_items(catalogue, splits, features or {})
-    emb_report, _ = validate_item_embeddings(catalogue, embeddings)
-    validation_gate(emb_report, id="embedding_validation_gate")
-    stage1, history, mlflow_run_id = train_tokenizer(embeddings, tokenizer or {}, tracking,
-                                                     after="embedding_validation_gate")
-    tok, stage2_history = finetune_tokenizer(stage1, embeddings, splits, stage2 or {}, mlflow_run_id, tracking)
-    sid_table, quality = assign_semantic_ids(tok, embeddings, collisions or {})
+    catalogue, report, splits, embeddings = validated_inputs(dataset, validation, max_history, features)
+    tok, sid_table, quality, mlflow_run_id, history, stage2_history = trained_sids(
+        embeddings, splits, tokenizer, stage2, collisions, tracking)
     healthy = sid_health_gate(quality, health or {})
     publish_tokenizer(catalogue, splits, embeddings, tok, quality, report, mlflow_run_id, healthy, tracking,
                       history, stage2_history)

@@ -12,7 +12,8 @@ from sidkit.features import ItemEmbeddings
 from sidkit.sids.table import SIDTable
 from sidkit.tokenizers import Tokenizer, TokenizerConfig
 from sidkit.tokenizers.finetune import SoftIndexingConfig, finetune_soft_indexing
-from sidkit.tokenizers.fit import assign_sids, fit_tokenizer
+from sidkit.sids.stable import extend_sid_table
+from sidkit.tokenizers.fit import assign_sids, fit_tokenizer, measure_quality
 from sidkit.tracking import flatten, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
 
@@ -82,3 +83,16 @@ def sid_health_gate(quality: SIDQuality, thresholds: dict) -> Annotated[bool, "s
     """Fail the run on codebook collapse or unresolved collisions (thresholds from config)."""
     check_health(quality, HealthThresholds(**thresholds))
     return True
+
+
+@step
+def extend_semantic_ids(tokenizer: Tokenizer, published_table: SIDTable, embeddings: ItemEmbeddings) -> Tuple[
+    Annotated[Tokenizer, Artifacts.TOKENIZER],
+    Annotated[SIDTable, Artifacts.SID_TABLE],
+    Annotated[SIDQuality, Artifacts.SID_QUALITY],
+    Annotated[dict, Artifacts.SID_STABILITY],
+]:
+    """Append mode: keep every published item's SID, give new items free SIDs from the same tokenizer."""
+    table, stats = extend_sid_table(published_table, tokenizer, embeddings)
+    quality = measure_quality(tokenizer, embeddings, table)
+    return tokenizer, table, quality, stats

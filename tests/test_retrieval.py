@@ -46,6 +46,14 @@ def test_trie_allows_only_real_continuations_and_rejects_duplicates():
         SIDTrie([(0, 1), (0, 1)], ["a", "b"])
 
 
+class ToyState:
+    def __init__(self, last):
+        self.last = last
+
+    def select(self, rows):
+        return ToyState(self.last[rows])
+
+
 class ToyModel(torch.nn.Module):
     """Next-token logits depend only on the last token (a fixed table)."""
 
@@ -53,12 +61,14 @@ class ToyModel(torch.nn.Module):
         super().__init__()
         self.table, self.v = table, vocab_size
 
-    def forward(self, tokens):
-        last = tokens[:, -1].tolist()
-        out = torch.full((len(last), tokens.shape[1], self.v), -1e4)
-        for r, t in enumerate(last):
-            out[r, -1] = torch.log(torch.tensor(self.table[t]))
-        return out
+    def _logits(self, last):
+        return torch.log(torch.tensor([self.table[t] for t in last.tolist()]))
+
+    def start(self, tokens):
+        return self._logits(tokens[:, -1]), ToyState(tokens[:, -1])
+
+    def extend(self, state, tokens):
+        return self._logits(tokens), ToyState(tokens)
 
 
 def test_beam_search_finds_the_best_sequence_a_greedy_search_misses():
@@ -122,3 +132,25 @@ def test_left_padding_does_not_change_predictions():
     out = model(padded)
     assert not torch.isnan(out).any()
     torch.testing.assert_close(model(seq)[0, -1], out[0, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_matches_a_full_forward_pass():
+    """extend() with cached keys/values gives the logits of re-running the whole (left-padded) sequence."""
+    from sidkit.retrieval.generator import SIDGenerator
+
+    torch.manual_seed(0)
+    model = SIDGenerator(20, 30, GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0), sid_length=2).eval()
+    hist = torch.tensor([[0, 0, BOS, 5, 9], [BOS, 4, 4, 8, 2]])
+    _, state = model.start(hist)
+    nxt = torch.tensor([3, 7])
+    got, state = model.extend(state, nxt)
+    torch.testing.assert_close(got, model(torch.cat([hist, nxt[:, None]], 1))[:, -1], atol=1e-5, rtol=1e-5)
+    state = state.select(torch.tensor([0, 0, 1, 1]))    # two beams per user
+    new = torch.tensor([6, 11, 12, 13])
+    got, state = model.extend(state, new)
+    seqs = torch.cat([hist[[0, 0, 1, 1]], nxt[[0, 0, 1, 1], None], new[:, None]], 1)
+    torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)
+    state = state.select(torch.tensor([1, 0, 3, 3]))    # beams reordered and duplicated within each user
+    got, _ = model.extend(state, torch.tensor([4, 5, 7, 8]))
+    seqs = torch.cat([seqs[[1, 0, 3, 3]], torch.tensor([[4], [5], [7], [8]])], 1)
+    torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)

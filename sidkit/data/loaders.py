@@ -448,10 +448,25 @@ def load_dataset(config: dict) -> Catalogue:
     """Load a catalogue from a config dict ``{"format": ..., "path": ..., ...}``.
 
     Relative paths are resolved against the current directory. Unknown keys are an error.
+    ``snapshot: {until: "YYYY-MM", items: seen|all}`` keeps what was known at the end of that
+    month (sidkit.data.snapshots), for any format with timestamps.
     """
-    from sidkit.data.synthetic import SyntheticConfig, generate_catalogue
+    from sidkit.data.snapshots import take_snapshot
 
     cfg = dict(config)
+    snapshot = cfg.pop("snapshot", None)
+    cat = _load(cfg)
+    if snapshot:
+        if not isinstance(snapshot, dict) or "until" not in snapshot:
+            raise ConfigError(f"dataset.snapshot must be a mapping with 'until: YYYY-MM', got {snapshot!r}")
+        cat = take_snapshot(cat, str(snapshot["until"]), snapshot.get("items", "seen"))
+        log.info("snapshot %s: %s", cat.name, cat.summary())
+    return cat
+
+
+def _load(cfg: dict) -> Catalogue:
+    from sidkit.data.synthetic import SyntheticConfig, generate_catalogue
+
     fmt = cfg.pop("format", None)
     name = cfg.pop("name", None)
     loaders: dict[str, Callable[..., Catalogue]] = {

@@ -12,6 +12,17 @@ puts same-cluster items under shared code prefixes:
   law (Zipf exponent ``popularity_exponent``), giving a long tail; each user's next
   item is, with probability ``sequential_strength``, a neighbour of the previous one
   in its cluster's order (a planted sequential signal).
+
+Drift with a known magnitude, for monitoring tests and demos (all zero by default, and
+then the output is exactly the undrifted catalogue):
+
+* ``new_items``: items of an emerging theme (cluster ``n_clusters``, a vocabulary no
+  earlier item uses) appended to the catalogue;
+* ``popularity_shift``: the share of users whose favourite cluster becomes the trending
+  one (the emerging theme when there are new items, else cluster 0);
+* ``content_shift``: the share of existing items whose text is rewritten in the next
+  cluster's vocabulary (their behaviour is unchanged);
+* ``user_seed``: resample the users only (same items): a "next week" with no drift.
 """
 
 from __future__ import annotations
@@ -58,6 +69,10 @@ class SyntheticConfig:
     image_size: int = 64
     image_dir: str | None = None   # None: <state dir>/synthetic/<config fingerprint>
     seed: int = 0
+    new_items: int = 0
+    popularity_shift: float = 0.0
+    content_shift: float = 0.0
+    user_seed: int | None = None
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -67,6 +82,10 @@ def generate(cfg: SyntheticConfig) -> tuple[Catalogue, np.ndarray]:
     """The catalogue and each item's latent cluster (for tests of what SIDs capture)."""
     if cfg.n_clusters > len(THEMES):
         raise ValueError(f"n_clusters must be <= {len(THEMES)} (one vocabulary theme per cluster)")
+    if cfg.new_items and cfg.n_clusters + 1 > len(THEMES):
+        raise ValueError(f"new_items needs n_clusters < {len(THEMES)} (the new items get a theme of their own)")
+    if not (0 <= cfg.popularity_shift <= 1 and 0 <= cfg.content_shift <= 1):
+        raise ValueError("popularity_shift and content_shift are shares in [0, 1]")
     if cfg.min_seq_len < 3 or cfg.max_seq_len < cfg.min_seq_len:
         raise ValueError("need 3 <= min_seq_len <= max_seq_len (leave-one-out needs train, valid, test)")
     rng = np.random.default_rng(cfg.seed)
@@ -98,11 +117,44 @@ def generate(cfg: SyntheticConfig) -> tuple[Catalogue, np.ndarray]:
     # behaviour
     popularity = 1.0 / np.arange(1, cfg.n_items + 1) ** cfg.popularity_exponent
     popularity = popularity[rng.permutation(cfg.n_items)]
-    members = [np.flatnonzero(clusters == c) for c in range(cfg.n_clusters)]
+
+    # injected drift: its own random stream, so that zero drift leaves everything above unchanged
+    drng = np.random.default_rng([cfg.seed, 7])
+    if cfg.content_shift:
+        for idx in np.flatnonzero(drng.random(cfg.n_items) < cfg.content_shift):
+            words = THEMES[(clusters[idx] + 1) % cfg.n_clusters]
+            picks = drng.choice(len(words), size=3, replace=False)
+            titles[idx] = f"{ADJECTIVES[drng.integers(len(ADJECTIVES))]} {words[picks[0]]} {words[picks[1]]} {words[picks[2]]}"
+            descs[idx] = "A " + " ".join(words[k] for k in drng.choice(len(words), size=4, replace=False)) + " product."
+    if cfg.new_items:
+        new = cfg.n_clusters
+        clusters = np.concatenate([clusters, np.full(cfg.new_items, new)])
+        for k in range(cfg.new_items):
+            idx = cfg.n_items + k
+            ids.append(f"item{idx:05d}")
+            words = THEMES[new]
+            picks = drng.choice(len(words), size=3, replace=False)
+            titles.append(f"{ADJECTIVES[drng.integers(len(ADJECTIVES))]} {words[picks[0]]} {words[picks[1]]} {words[picks[2]]}")
+            descs.append("A " + " ".join(words[j] for j in drng.choice(len(words), size=4, replace=False)) + " product.")
+            path = None
+            if cfg.with_images and drng.random() >= cfg.missing_image_rate:
+                path = out / f"{ids[idx]}.png"
+                if not path.exists():
+                    _draw_image(path, new, cfg, np.random.default_rng([cfg.seed, idx]))
+                path = str(path.resolve())
+            image_paths.append(path)
+        popularity = np.concatenate([popularity, 1.0 / np.arange(1, cfg.new_items + 1) ** cfg.popularity_exponent])
+    n_total = len(ids)
+    trending = cfg.n_clusters if cfg.new_items else 0
+    members = [np.flatnonzero(clusters == c) for c in range(cfg.n_clusters + (1 if cfg.new_items else 0))]
+    if cfg.user_seed is not None:
+        rng = np.random.default_rng([cfg.user_seed, 1])
     rows = []
     t0 = 880_000_000
     for u in range(cfg.n_users):
         prefs = rng.choice(cfg.n_clusters, size=min(2, cfg.n_clusters), replace=False)
+        if cfg.popularity_shift and drng.random() < cfg.popularity_shift:
+            prefs[0] = trending
         length = int(rng.integers(cfg.min_seq_len, cfg.max_seq_len + 1))
         prev = None
         t = t0 + int(rng.integers(0, 10_000_000))
@@ -113,7 +165,7 @@ def generate(cfg: SyntheticConfig) -> tuple[Catalogue, np.ndarray]:
                 item = int(group[(where + 1) % len(group)])
             else:
                 c = prefs[0] if rng.random() < cfg.cluster_stickiness else rng.choice(prefs if rng.random() < 0.5 else cfg.n_clusters)
-                group = members[int(c)] if len(members[int(c)]) else np.arange(cfg.n_items)
+                group = members[int(c)] if len(members[int(c)]) else np.arange(n_total)
                 p = popularity[group] / popularity[group].sum()
                 item = int(rng.choice(group, p=p))
             rows.append({"user_id": f"user{u:05d}", "item_id": ids[item], "timestamp": t,
@@ -123,7 +175,7 @@ def generate(cfg: SyntheticConfig) -> tuple[Catalogue, np.ndarray]:
     items = items_frame({
         "item_id": ids, "title": titles, "description": descs,
         "attributes": [f"Collection: {THEMES[c][0]} line" for c in clusters],
-        "image_path": image_paths, "_file": ["synthetic"] * cfg.n_items, "_row": list(range(1, cfg.n_items + 1)),
+        "image_path": image_paths, "_file": ["synthetic"] * n_total, "_row": list(range(1, n_total + 1)),
     })
     cat = Catalogue(name="synthetic", items=items, interactions=order_interactions(interactions_frame(rows)),
                     source=f"synthetic seed={cfg.seed} config={cfg.fingerprint()}")

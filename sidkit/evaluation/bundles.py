@@ -51,7 +51,8 @@ class ModelBundle:
             from sidkit.retrieval.generator import GeneratorConfig, SIDGenerator
 
             cfg = GeneratorConfig.model_validate(self.config)
-            model = SIDGenerator(int(self.info["vocab_size"]), int(self.info["max_len"]), cfg)
+            model = SIDGenerator(int(self.info["vocab_size"]), int(self.info["max_len"]), cfg,
+                                 sid_length=len(self.info.get("sid_sizes", [])))
         elif self.kind == "din-ranker":
             from sidkit.ranking.din import DIN, ItemRepresentation, RankerConfig
 

@@ -60,8 +60,19 @@ def _by_stratum(strata: np.ndarray, fn) -> dict[str, dict | None]:
     return {name: (fn(strata == name) if (strata == name).any() else None) for name in STRATA}
 
 
-def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict,
-                       on_epoch=None) -> tuple[dict, SIDGenerator, SIDVocabulary, list[dict]]:
+@dataclass
+class PerUser:
+    """Per test user results, for paired comparisons (sidkit.evaluation.ab)."""
+
+    strata: np.ndarray                    # stratum of the user's test target
+    ranks: np.ndarray | None = None       # retrieval: 1-based rank of the target in the beam list, 0 = missed
+    auc: np.ndarray | None = None         # ranking: the user's AUC over its impressions (NaN: one class)
+    weight: np.ndarray | None = None      # ranking: the user's number of impressions (GAUC weight)
+
+
+def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict, on_epoch=None,
+                       per_user: list | None = None) -> tuple[dict, SIDGenerator, SIDVocabulary, list[dict]]:
+    """Train the generator, rank the test targets; ``per_user`` (a list) receives a PerUser."""
     cfg = cfg if isinstance(cfg, GeneratorConfig) else GeneratorConfig.model_validate(cfg)
     data = IndexedSplits.build(table, splits)
     sids = table.sids()
@@ -78,10 +89,14 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["epochs"] = len(history)
+    if per_user is not None:
+        per_user.append(PerUser(np.asarray(data.strata), ranks=ranks))
     return metrics, model, vocab, history
 
 
-def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict) -> tuple[dict, DIN]:
+def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,
+                     per_user: list | None = None) -> tuple[dict, DIN]:
+    """Train the DIN ranker, score held-out impressions; ``per_user`` (a list) receives a PerUser."""
     cfg = cfg if isinstance(cfg, RankerConfig) else RankerConfig.model_validate(cfg)
     data = IndexedSplits.build(table, splits)
     weights = None
@@ -105,4 +120,13 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict) 
     metrics = {"auc": auc(labels, scores), "gauc": g, "n_users": kept, "features": cfg.features,
                "by_popularity": _by_stratum(user_stratum, stratum),
                "seconds": time.perf_counter() - t0}
+    if per_user is not None:
+        n = len(data.test_tgt)
+        aucs, counts = np.full(n, np.nan), np.bincount(users, minlength=n).astype(float)
+        order = np.argsort(users, kind="mergesort")
+        bounds = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1], True])
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            idx = order[a:b]
+            aucs[users[idx[0]]] = auc(labels[idx], scores[idx])
+        per_user.append(PerUser(np.asarray(data.strata), auc=aucs, weight=counts))
     return metrics, model

@@ -46,6 +46,15 @@ def assign_sids(tokenizer: Tokenizer, embeddings: ItemEmbeddings,
     return table, quality
 
 
+def measure_quality(tokenizer: Tokenizer, embeddings: ItemEmbeddings, table: SIDTable) -> SIDQuality:
+    """SID quality of an existing table (e.g. one extended in append mode) under ``tokenizer``."""
+    x = embeddings.matrix(tokenizer.config.input_views)
+    pos = {i: k for k, i in enumerate(embeddings.item_ids)}
+    rows = [pos[i] for i in table.frame["item_id"].to_list()]
+    return sid_quality(table.codes(), table.sids(), tokenizer.codebook_sizes, tokenizer.reconstruction_loss(x[rows]),
+                       _per_view_recon(tokenizer, embeddings, tokenizer.config.input_views))
+
+
 def _per_view_recon(tokenizer: Tokenizer, embeddings: ItemEmbeddings, views) -> dict[str, float]:
     """MSE per view block of the (concatenated) input, over items that have the view."""
     import torch

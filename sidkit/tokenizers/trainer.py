@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sidkit import distributed
 from sidkit.evaluation.sid_quality import collision_rate, entropy, level_counts
 from sidkit.quantise import ResidualQuantiser
 from sidkit.tokenizers.base import FitContext, Tokenizer
@@ -61,14 +62,17 @@ class GradientTokenizer(Tokenizer):
             self.train()
             order = torch.randperm(n, generator=g)
             counts = [torch.zeros(k, dtype=torch.long) for k in sizes]
-            epoch_codes = torch.empty(n, len(sizes), dtype=torch.long)
+            epoch_codes = torch.zeros(n, len(sizes), dtype=torch.long)
             sums: dict[str, float] = {}
             for start in range(0, n, c.batch_size):
-                idx = order[start:start + c.batch_size]
+                batch = order[start:start + c.batch_size]
+                idx = distributed.shard(batch)   # under torch.distributed: this rank's share
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
                     loss, codes, parts = self.training_step(xt[idx], idx, context, g)
                 opt.zero_grad()
-                loss.float().backward()
+                # batch-mean losses: weight this rank's share so the averaged gradient is the global batch's
+                (loss.float() * (len(idx) * distributed.world_size() / len(batch))).backward()
+                distributed.average_gradients(self.parameters())
                 opt.step()
                 for l, k in enumerate(sizes):
                     counts[l] += torch.bincount(codes[:, l], minlength=k)[:k]
@@ -76,6 +80,11 @@ class GradientTokenizer(Tokenizer):
                 w = len(idx) / n
                 for key, val in {"loss": loss.item(), **parts}.items():
                     sums[key] = sums.get(key, 0.0) + val * w
+            if distributed.active():  # every rank sees the whole epoch's code usage
+                counts = [distributed.all_sum(cnt) for cnt in counts]
+                mask = torch.zeros(n, dtype=torch.long)
+                mask[torch.cat([distributed.shard(order[s:s + c.batch_size]) for s in range(0, n, c.batch_size)])] = 1
+                epoch_codes = distributed.all_sum(epoch_codes * mask[:, None])
             reset = self._reset_dead_codes(xt, counts, g) if c.dead_code_reset and epoch < c.epochs - 1 else 0
             np_counts = [cnt.numpy() for cnt in counts]
             record = {"epoch": epoch, **sums,

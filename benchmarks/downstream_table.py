@@ -1,0 +1,121 @@
+"""Downstream table: generative retrieval (R@5/R@10/N@5/N@10) and ranking (AUC/GAUC) per tokenizer.
+
+For each tokenizer method it evaluates the latest registered model version of the dataset's
+model (trained by `python run.py train --config configs/train_<dataset>_<method>.yaml`) with
+`python run.py evaluate --config <eval config> --model-version V` in a fresh process, as a user
+would, and tabulates the metrics next to the published numbers with the wall time of each run.
+Results merge into benchmarks/results/downstream_<dataset>.json, so methods can be run one at a
+time (each full Beauty run takes tens of minutes here).
+
+    python benchmarks/downstream_table.py --dataset beauty --eval-config configs/eval_beauty.yaml \
+        [--methods rqvae rqkmeans ...] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
+
+METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
+MODELS = {"beauty": "sidkit-tokenizer-beauty", "movielens": "sidkit-tokenizer-movielens"}
+PUBLISHED = {  # ../shared/docs/methods.md: Amazon Beauty, R@5 / R@10 / N@5 / N@10
+    "beauty": [("TIGER (paper)", 0.0454, 0.0648, 0.0321, 0.0384),
+               ("LETTER-TIGER (paper)", 0.0431, 0.0672, 0.0286, 0.0364)],
+}
+
+
+def latest_versions(model: str) -> dict[str, str]:
+    """method -> latest model version whose metadata says it was trained with that method."""
+    from sidkit.settings import configure_environment
+
+    configure_environment()
+    from zenml.client import Client
+
+    out: dict[str, tuple[int, str]] = {}
+    for mv in Client().list_model_versions(model, size=100).items:
+        tok = mv.run_metadata.get("tokenizer")
+        method = tok.get("method") if isinstance(tok, dict) else None
+        if method and int(mv.number) > out.get(method, (-1, ""))[0]:
+            out[method] = (int(mv.number), str(mv.name))
+    return {m: v for m, (_, v) in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", choices=sorted(MODELS), default="beauty")
+    ap.add_argument("--eval-config", default=None, help="default: configs/eval_<dataset>.yaml")
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
+    versions = latest_versions(MODELS[args.dataset])
+    results_path = ROOT / "benchmarks" / "results" / f"downstream_{args.dataset}.json"
+    merged = {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
+    for method in args.methods:
+        if method not in versions:
+            print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
+                  f"python run.py train --config configs/train_{args.dataset}_{method}.yaml", flush=True)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "e.json"
+            cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", versions[method],
+                   "--summary", str(out)]
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "SIDKIT_PROGRESS": "0"})
+            wall = time.perf_counter() - t
+            s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-800:]}
+        s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
+                  "measured_at": now(), "commit": git_rev()})
+        merged[method] = s
+        r = s.get("retrieval", {})
+        print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
+              s.get("error", ""), flush=True)
+        save_json(f"downstream_{args.dataset}", {"date": now(), "machine": machine(),
+                                                 "runs": [merged[m] for m in METHODS if m in merged]})
+    rows = [merged[m] for m in METHODS if m in merged]
+    lines = [f"### Downstream on {args.dataset}: generative retrieval and ranking per tokenizer\n",
+             f"{now()} · {machine()} · `python benchmarks/downstream_table.py --dataset {args.dataset} --write` · "
+             f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
+             f"(`measured_at`, `commit` per row in benchmarks/results/downstream_{args.dataset}.json).\n",
+             "| tokenizer | model version | R@5 | R@10 | N@5 | N@10 | AUC | GAUC | generator epochs | "
+             "generator train | retrieval eval | ranking | wall |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, *vals in PUBLISHED.get(args.dataset, []):
+        lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | |")
+    for s in rows:
+        if s.get("status") != "succeeded":
+            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} |||||||||||")
+            continue
+        r, k = s["retrieval"], s["ranking"]
+        lines.append(f"| {s['method']} | {s['model_version']} | {r['recall@5']:.4f} | {r['recall@10']:.4f} | "
+                     f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
+                     f"{r['train_seconds'] / 60:.1f} min | {r['eval_seconds'] / 60:.1f} min | "
+                     f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min |")
+    strata = ["", "Recall@10 by popularity of the test item (head = top 20% of items by training interactions, "
+              "tail = bottom 50%):\n", "| tokenizer | head | torso | tail | cold | GAUC head | GAUC torso | GAUC tail |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in rows:
+        if s.get("status") != "succeeded":
+            continue
+        bp, kp = s["retrieval"]["by_popularity"], s["ranking"]["by_popularity"]
+        cell = lambda d, key: f"{d[key]:.4f}" if d and d.get(key) is not None else "-"  # noqa: E731
+        strata.append(f"| {s['method']} | " + " | ".join(cell(bp.get(x), "recall@10") for x in ("head", "torso", "tail", "cold"))
+                      + " | " + " | ".join(cell(kp.get(x), "gauc") for x in ("head", "torso", "tail")) + " |")
+    table = "\n".join(lines + strata) + "\n"
+    print(table)
+    if args.write:
+        update_block(f"downstream-{args.dataset}", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Monitoring of semantic IDs: drift reports (Evidently) and the analysts' reports folder."""

@@ -1,0 +1,98 @@
+"""Drift monitoring steps: the Evidently drift report (also written to the reports folder), the
+drift gate, and the analysts' approval."""
+
+import logging
+import os
+from typing import Annotated, Tuple
+
+from zenml import get_step_context, log_metadata, step
+
+from sidkit.data.splits import Splits
+from sidkit.features import ItemEmbeddings
+from sidkit.monitoring.drift import DriftResult, DriftThresholds, compare_snapshots, compare_tokenizers, state_of
+from sidkit.monitoring.reports import publish_report
+from sidkit.sids.table import SIDTable
+from steps.artifacts import Artifacts
+
+APPROVAL_ENV = "SIDKIT_DRIFT_APPROVAL"
+log = logging.getLogger("sidkit")
+
+
+@step(enable_cache=False)
+def detect_sid_drift(
+    reference_table: SIDTable,
+    reference_embeddings: ItemEmbeddings,
+    reference_splits: Splits,
+    current_table: SIDTable,
+    current_embeddings: ItemEmbeddings,
+    current_splits: Splits,
+    mode: str,
+    thresholds: dict,
+    name: str,
+    reports_dir: str | None = None,
+) -> Tuple[Annotated[DriftResult, Artifacts.DRIFT_REPORT], Annotated[dict, Artifacts.DRIFT_SUMMARY]]:
+    """Compare reference and current SIDs (mode ``tokenizers``: same catalogue, two tokenizer
+    versions; ``snapshots``: two catalogue snapshots; ``auto``: tokenizers when the item sets
+    are equal). The report is an artifact and a page in the reports folder."""
+    t = DriftThresholds.model_validate(thresholds)
+    same_items = set(reference_table.frame["item_id"]) == set(current_table.frame["item_id"])
+    mode = ("tokenizers" if same_items else "snapshots") if mode == "auto" else mode
+    ref = state_of(reference_table, reference_embeddings, interactions=reference_splits.interactions,
+                   label=reference_table.info.get("model_version") or "reference")
+    cur = state_of(current_table, current_embeddings, interactions=current_splits.interactions,
+                   label=current_table.info.get("model_version") or "current")
+    if mode == "tokenizers":
+        result = compare_tokenizers(ref, cur, t)
+    elif mode == "snapshots":
+        result = compare_snapshots(ref, cur, t)
+    else:
+        raise ValueError(f"drift mode must be tokenizers, snapshots or auto, got {mode!r}")
+    ctx = get_step_context()
+    page = publish_report(result, f"{name}-{ctx.pipeline_run.name}", reports_dir)
+    summary = {**result.summary, "report_html": str(page), "run_name": ctx.pipeline_run.name}
+    result.summary = summary
+    return result, summary
+
+
+@step(enable_cache=False)
+def drift_gate(drift_summary: dict, approval: dict) -> Annotated[bool, Artifacts.DRIFT_APPROVED]:
+    """True when promotion may go on: no drift, or drift that an analyst approved.
+
+    Who answers, in order: the active stack's alerter (``alerter.ask``, e.g. Slack), if there is
+    one and ``approval.use_alerter`` is on; else the environment variable SIDKIT_DRIFT_APPROVAL
+    (``approve`` / ``reject``), for schedulers and CI where nobody is there to answer; else
+    ``approval.default`` (``reject`` unless configured). ``approval.fail_on_reject`` makes a
+    rejection fail the run instead of returning False.
+    """
+    if not drift_summary.get("drift_detected"):
+        decision = {"approved": True, "by": "no drift"}
+    else:
+        question = (f"SID drift detected ({'; '.join(drift_summary.get('reasons', []))}). Report: "
+                    f"{drift_summary.get('report_html')}. Approve promotion?")
+        answer, by = None, None
+        if approval.get("use_alerter", True):
+            try:
+                from zenml.client import Client
+
+                alerter = Client().active_stack.alerter
+                if alerter is not None:
+                    answer, by = bool(alerter.ask(question)), f"alerter {alerter.name}"
+            except Exception as exc:  # an unreachable alerter must not block the fallback
+                log.warning("alerter could not be asked (%s); falling back to %s", exc, APPROVAL_ENV)
+        if answer is None and os.environ.get(APPROVAL_ENV):
+            value = os.environ[APPROVAL_ENV].strip().lower()
+            if value not in ("approve", "reject"):
+                raise ValueError(f"{APPROVAL_ENV} must be 'approve' or 'reject', got {value!r}")
+            answer, by = value == "approve", f"environment {APPROVAL_ENV}={value}"
+        if answer is None:
+            default = approval.get("default", "reject")
+            answer, by = default == "approve", f"default ({default}): nobody answered"
+        decision = {"approved": answer, "by": by, "question": question}
+        log.warning("drift gate: %s by %s", "approved" if answer else "rejected", by)
+    try:
+        log_metadata(metadata={"drift_gate": decision}, infer_model=True)
+    except Exception:  # no model in this run
+        pass
+    if not decision["approved"] and approval.get("fail_on_reject", False):
+        raise RuntimeError(f"drift gate: promotion stopped ({decision['by']}); {decision.get('question', '')}")
+    return bool(decision["approved"])

@@ -1,0 +1,79 @@
+"""A/B champion-vs-challenger: paired bootstrap by hand, and the decision on real models."""
+
+import numpy as np
+import pytest
+
+from sidkit.data.splits import leave_one_out
+from sidkit.data.synthetic import SyntheticConfig, generate
+from sidkit.evaluation.ab import DecisionRule, compare, paired_bootstrap
+from sidkit.evaluation.downstream import PerUser, evaluate_ranking
+from sidkit.sids.collisions import resolve_collisions
+from sidkit.sids.table import build_sid_table
+
+
+def test_bootstrap_of_identical_sides_finds_no_difference():
+    v = (np.random.default_rng(0).random(200), np.ones(200))
+    r = paired_bootstrap(v, v, n_bootstrap=200)
+    assert r["lift"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0 and r["p_value"] == 1.0
+
+
+def test_bootstrap_of_a_clear_win():
+    n = 300
+    champion = (np.zeros(n), np.ones(n))
+    challenger = (np.r_[np.ones(60), np.zeros(n - 60)], np.ones(n))   # 20% hits vs 0%
+    r = paired_bootstrap(champion, challenger, n_bootstrap=500, seed=1)
+    assert r["lift"] == pytest.approx(0.2)
+    assert 0.1 < r["ci_low"] < 0.2 < r["ci_high"] < 0.3
+    assert r["p_value"] == pytest.approx(1 / 500)
+
+
+def test_paired_comparison_needs_the_same_users():
+    a = PerUser(np.array(["head"] * 3), ranks=np.array([1, 0, 2]))
+    b = PerUser(np.array(["head"] * 4), ranks=np.array([1, 0, 2, 3]))
+    with pytest.raises(ValueError, match="same users"):
+        compare({"retrieval": a}, {"retrieval": b}, {"primary": "recall@10"})
+
+
+def test_stratum_guard_blocks_a_win_that_hurts_the_tail():
+    strata = np.array(["head"] * 200 + ["tail"] * 100)
+    champ = PerUser(strata, ranks=np.r_[np.zeros(200, int), np.ones(100, int)])       # tail all hits
+    chall = PerUser(strata, ranks=np.r_[np.ones(200, int), np.zeros(100, int)])       # head all hits, tail none
+    res = compare({"retrieval": champ}, {"retrieval": chall}, {"primary": "recall@10", "n_bootstrap": 200})
+    assert res["metrics"]["recall@10"]["lift"] > 0
+    assert not res["decision"]["promote"] and "tail stratum" in res["decision"]["reason"]
+
+
+@pytest.fixture(scope="module")
+def ranking_setup():
+    """Synthetic data with two SID tables: one that follows the latent clusters, one random."""
+    cat, clusters = generate(SyntheticConfig(n_items=300, n_users=600, n_clusters=6, with_images=False, seed=2))
+    splits = leave_one_out(cat.interactions)
+    ids = cat.items["item_id"].to_list()
+    rng = np.random.default_rng(0)
+    informative = np.stack([clusters, rng.integers(0, 8, len(ids))], 1)   # level 1 = cluster
+    random_codes = np.stack([rng.integers(0, 6, len(ids)), rng.integers(0, 8, len(ids))], 1)
+
+    def table(codes):
+        final = resolve_collisions(codes, None, "append_token")
+        return build_sid_table(ids, codes, final, "test", [8, 8], "append_token")
+
+    return splits, table(informative), table(random_codes)
+
+
+@pytest.mark.slow
+def test_truly_better_challenger_is_promoted_and_worse_is_not(ranking_setup):
+    splits, good, bad = ranking_setup
+    cfg = {"features": "sid", "epochs": 3, "n_eval_negatives": 49, "seed": 0}
+    results = {}
+    for name, table in {"good": good, "bad": bad}.items():
+        per_user = []
+        metrics, _ = evaluate_ranking(table, splits, cfg, per_user=per_user)
+        results[name] = {"ranking": per_user[0]}
+    rule = {"primary": "gauc", "n_bootstrap": 300, "min_stratum_users": 1000}
+    better = compare(results["bad"], results["good"], rule)
+    assert better["decision"]["promote"], better["decision"]
+    m = better["metrics"]["gauc"]
+    assert m["lift"] > 0.05 and m["ci_low"] > 0 and m["p_value"] < 0.05
+    worse = compare(results["good"], results["bad"], rule)
+    assert not worse["decision"]["promote"]
+    assert worse["metrics"]["gauc"]["lift"] == pytest.approx(-m["lift"])

@@ -1,0 +1,122 @@
+"""SID drift monitoring (Evidently), the reports folder, and stable SIDs across retraining."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sidkit.data.synthetic import SyntheticConfig, generate
+from sidkit.features.embeddings import embed_catalogue
+from sidkit.monitoring.drift import SIDState, compare_snapshots, compare_tokenizers, js_distance, state_of
+from sidkit.monitoring.reports import publish_report
+from sidkit.sids.stable import extend_sid_table
+from sidkit.tokenizers.fit import assign_sids, fit_tokenizer
+
+BASE = dict(n_items=240, n_users=400, n_clusters=6, with_images=False, seed=5)
+FEATURES = {"text": {"enabled": True}, "image": {"enabled": False}, "behaviour": {"enabled": False}}
+TOKENIZER = {"method": "rqkmeans", "input_views": ["text"], "levels": 3, "codebook_size": 16, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    """A reference snapshot, a quiet next one (users resampled), and one with injected drift."""
+    out = {}
+    for name, extra in {"reference": {}, "quiet": {"user_seed": 11},
+                        "drifted": {"new_items": 60, "popularity_shift": 0.7, "content_shift": 0.3}}.items():
+        cat, _ = generate(SyntheticConfig(**BASE, **extra))
+        out[name] = (cat, embed_catalogue(cat, None, FEATURES))
+    tok, _ = fit_tokenizer(out["reference"][1], TOKENIZER)
+    return out, tok
+
+
+def _state(snap, tok, name, table=None):
+    cat, emb = snap[name]
+    table = table or assign_sids(tok, emb, "append_token")[0]
+    return state_of(table, emb, ["text"], cat.interactions, label=name), table
+
+
+def test_js_distance_by_hand():
+    assert js_distance([1, 0], [1, 0]) == 0.0
+    assert js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    # p = (1/2, 1/2), q = (1, 0): m = (3/4, 1/4); JS = 1/2 (KL(p||m) + KL(q||m))
+    kl_p = 0.5 * np.log2(0.5 / 0.75) + 0.5 * np.log2(0.5 / 0.25)
+    kl_q = np.log2(1 / 0.75)
+    assert js_distance([1, 1], [2, 0]) == pytest.approx(np.sqrt((kl_p + kl_q) / 2))
+
+
+def test_snapshot_drift_is_found_when_injected_and_quiet_without(snapshots, tmp_path):
+    snap, tok = snapshots
+    ref, _ = _state(snap, tok, "reference")
+    quiet = compare_snapshots(ref, _state(snap, tok, "quiet")[0])
+    assert not quiet.summary["drift_detected"], quiet.summary["reasons"]
+    assert quiet.summary["sid_churn"] == 0.0 and quiet.summary["new_items"] == 0
+
+    drifted = compare_snapshots(ref, _state(snap, tok, "drifted")[0])
+    s = drifted.summary
+    assert s["drift_detected"]
+    assert s["new_items"] == 60
+    reasons = " ".join(s["reasons"])
+    assert "demand" in reasons           # popularity shift moved interactions across codes
+    assert "churn" in reasons            # content shift changed existing items' SIDs
+    assert s["per_level"]["sid_0"]["new_vs_existing_distance"] > 0.3   # new theme, new code region
+    assert set(drifted.evidently_html) >= {"catalogue_codes", "new_vs_existing_codes", "content_embedding"}
+
+    # SID levels are categorical in Evidently, with a fixed method
+    evj = json.dumps(drifted.evidently_json["catalogue_codes"])
+    assert "ValueDrift(column=sid_0,method=jensenshannon" in evj
+
+    page = publish_report(drifted, "drifted", tmp_path)
+    publish_report(quiet, "quiet", tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert index.count("<tr>") == 3 and "DRIFT" in index and "no drift" in index
+    assert page.exists() and (page.parent / "catalogue_codes.html").stat().st_size < 8_000_000
+    summary = json.loads((page.parent / "summary.json").read_text())
+    assert summary["report_html"] == str(page.resolve())
+
+
+def test_constant_columns_do_not_break_the_report():
+    ids = [f"i{k}" for k in range(50)]
+    ref = SIDState(ids, np.stack([np.zeros(50, int), np.arange(50) % 5], 1), label="ref")
+    cur = SIDState(ids, np.stack([np.zeros(50, int), np.arange(50) % 5], 1), label="cur")
+    res = compare_tokenizers(ref, cur)
+    assert res.summary["per_level"]["sid_0"] == {"distance": 0.0, "drifted": False, "churn": 0.0}
+    assert not res.summary["drift_detected"]
+
+
+def test_tokenizer_comparison_reports_churn_per_level():
+    ids = [f"i{k}" for k in range(400)]
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 8, (400, 3))
+    b = a.copy()
+    b[:100, 2] = (b[:100, 2] + 1) % 8                # 25% change at the last level only
+    res = compare_tokenizers(SIDState(ids, a, label="v1"), SIDState(ids, b, label="v2"))
+    s = res.summary
+    assert s["sid_churn"] == pytest.approx(0.25)
+    assert [s["per_level"][f"sid_{l}"]["churn"] for l in range(3)] == pytest.approx([0, 0, 0.25])
+    assert s["drift_detected"] and "churn" in s["reasons"][0]
+
+
+def test_append_mode_keeps_every_published_sid(snapshots):
+    snap, tok = snapshots
+    _, published = _state(snap, tok, "reference")
+    cat, emb = snap["drifted"]                        # new items and rewritten texts
+    table, stats = extend_sid_table(published, tok, emb)
+    old = {i: tuple(s) for i, s in zip(published.frame["item_id"], published.sids().tolist())}
+    new = {i: tuple(s) for i, s in zip(table.frame["item_id"], table.sids().tolist())}
+    assert all(new[i] == old[i] for i in old)                     # 100% kept
+    assert stats["kept_share"] == 1.0 and stats["new_items"] == 60
+    assert len(set(new.values())) == len(new)                     # still unique
+    # the same data assigned from scratch would have moved some items (content shift)
+    fresh, _ = assign_sids(tok, emb, "append_token")
+    fresh_map = {i: tuple(s) for i, s in zip(fresh.frame["item_id"], fresh.sids().tolist())}
+    assert any(fresh_map[i] != old[i] for i in old)
+
+
+def test_append_mode_with_relocate_policy_stays_unique(snapshots):
+    snap, tok = snapshots
+    _, emb = snap["reference"]
+    published, _ = assign_sids(tok, emb, "relocate")
+    table, stats = extend_sid_table(published, tok, snap["drifted"][1])
+    sids = [tuple(s) for s in table.sids().tolist()]
+    assert len(set(sids)) == len(sids) and stats["kept_share"] == 1.0
+    assert table.sids().shape[1] == published.sids().shape[1]

@@ -1,0 +1,168 @@
+"""Operations end to end through the CLI: retraining (append mode), drift, A/B, schedule, lock."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+MODEL = "sidkit-tokenizer-ops-test"
+SYNTH = {"format": "synthetic", "n_items": 160, "n_users": 300, "n_clusters": 5, "seed": 4, "with_images": False}
+RETRAIN = {
+    "run_name": "test-retrain-{date}-{time}",
+    "model": {"name": MODEL},
+    "parameters": {
+        "model_name": MODEL,
+        "mode": "append",
+        "dataset": SYNTH,
+        "validation": {"on_invalid": "fail"},
+        "features": {"text": {"enabled": True}, "image": {"enabled": False}, "behaviour": {"enabled": False}},
+        "tokenizer": {"method": "rqkmeans", "input_views": ["text"], "levels": 3, "codebook_size": 16, "seed": 0},
+        "collisions": {"policy": "append_token"},
+        "health": {"min_utilization": 0.05, "min_normalized_entropy": 0.1},
+        "drift": {"approval": {"default": "reject"}},
+        "ab": {"ranking": {"features": "sid", "epochs": 1, "n_eval_negatives": 19},
+               "rule": {"primary": "gauc", "min_lift": -0.02, "require_significance": False,
+                        "n_bootstrap": 200, "min_stratum_users": 1000}},
+        "tracking": {"experiment": "sidkit-ops-test"},
+    },
+}
+
+
+def _write(tmp_path: Path, name: str, cfg: dict) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cli():
+    import run
+
+    return run.cli
+
+
+@pytest.fixture(scope="module")
+def retrain_runs(cli, tmp_path_factory, session_home):
+    """Run 1: no champion (full, promoted). Run 2: drifted snapshot, append mode, drift rejected."""
+    tmp = tmp_path_factory.mktemp("ops")
+    first = json.loads(json.dumps(RETRAIN))
+    s1 = tmp / "r1.json"
+    r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp, "r1.yaml", first), "--summary", str(s1)])
+    assert r.exit_code == 0, r.output
+    second = json.loads(json.dumps(RETRAIN))
+    second["parameters"]["dataset"] = {**SYNTH, "new_items": 40, "popularity_shift": 0.6}
+    s2 = tmp / "r2.json"
+    os.environ["SIDKIT_DRIFT_APPROVAL"] = "reject"
+    try:
+        r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp, "r2.yaml", second), "--summary", str(s2)])
+    finally:
+        del os.environ["SIDKIT_DRIFT_APPROVAL"]
+    assert r.exit_code == 0, r.output
+    return json.loads(s1.read_text()), json.loads(s2.read_text()), tmp
+
+
+@pytest.mark.slow
+def test_first_retraining_promotes_without_a_champion(retrain_runs):
+    s1, _, _ = retrain_runs
+    assert s1["status"] == "succeeded" and s1["champion"] is None
+    assert s1["promoted"] and "no champion" in s1["reason"]
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    mv = Client().get_model_version(MODEL, s1["model_version"])
+    assert mv.stage == ModelStages.PRODUCTION
+    assert "no champion" in mv.run_metadata["promotion"]["reason"]
+
+
+@pytest.mark.slow
+def test_append_mode_keeps_published_sids_and_drift_blocks_promotion(retrain_runs, session_home):
+    s1, s2, _ = retrain_runs
+    assert s2["champion"] == s1["model_version"] and s2["mode"] == "append"
+    assert s2["kept_sids"] == s2["n_common_items"] == 160 and s2["sid_churn"] == 0.0   # 100% kept
+    assert s2["new_items"] == 40
+    assert s2["drift_detected"] and s2["drift_approved"] is False
+    assert not s2["promoted"] and "drift detected and not approved" in s2["reason"]
+    # the analyst finds the report in the reports folder index
+    index = session_home / "reports" / "drift" / "index.html"
+    page = Path(s2["report_html"])
+    assert page.exists() and page.parent.name in index.read_text() and "DRIFT" in index.read_text()
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    assert Client().get_model_version(MODEL, ModelStages.PRODUCTION).name == s1["model_version"]
+
+
+@pytest.mark.slow
+def test_drift_cli_between_versions(cli, retrain_runs):
+    s1, s2, tmp = retrain_runs
+    cfg = {"parameters": {"model": MODEL, "approval": {"default": "reject"}}}
+    out = tmp / "d.json"
+    r = CliRunner().invoke(cli, ["drift", "--config", _write(tmp, "d.yaml", cfg), "--reference", s1["model_version"],
+                                 "--current", s2["model_version"], "--summary", str(out), "--fail-on-drift"])
+    assert r.exit_code == 3, r.output          # drift found -> exit code 3 with --fail-on-drift
+    d = json.loads(out.read_text())
+    assert d["drift_detected"] and d["sid_churn"] == 0.0 and Path(d["report_html"]).exists()
+    assert set(d["per_level"]) == {"sid_0", "sid_1", "sid_2", "sid_3"}
+    assert all({"distance", "drifted", "churn"} <= set(v) for v in d["per_level"].values())
+
+
+@pytest.mark.slow
+def test_compare_cli_summary(cli, retrain_runs):
+    s1, s2, tmp = retrain_runs
+    cfg = {"parameters": {"model": MODEL, "ranking": {"features": "sid", "epochs": 1, "n_eval_negatives": 19},
+                          "rule": {"primary": "gauc", "n_bootstrap": 200, "min_stratum_users": 1000}}}
+    out = tmp / "c.json"
+    r = CliRunner().invoke(cli, ["compare", "--config", _write(tmp, "c.yaml", cfg), "--challenger", s2["model_version"],
+                                 "--summary", str(out)])
+    assert r.exit_code == 0, r.output
+    c = json.loads(out.read_text())
+    assert c["champion"] == s1["model_version"] and c["challenger"] == s2["model_version"]
+    g = c["metrics"]["gauc"]
+    assert set(g) == {"champion", "challenger", "lift", "ci_low", "ci_high", "p_value"}
+    # append mode: the challenger serves exactly the champion's SIDs -> no lift, not significant
+    assert g["lift"] == pytest.approx(0.0) and not c["decision"]["promoted"]
+
+
+@pytest.mark.slow
+def test_schedule_on_the_local_orchestrator_refuses_and_gives_a_cron_line(cli, tmp_path):
+    out = tmp_path / "s.json"
+    cfg = _write(tmp_path, "r.yaml", RETRAIN)
+    r = CliRunner().invoke(cli, ["schedule", "--pipeline", "retraining", "--config", cfg, "--cron", "30 2 * * 1",
+                                 "--timezone", "Europe/Berlin", "--summary", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "cannot run schedules" in r.output
+    s = json.loads(out.read_text())
+    assert s["scheduled"] is False and s["orchestrator_flavor"] == "local"
+    lines = s["cron_line"].splitlines()
+    assert lines[1] == "CRON_TZ=Europe/Berlin"
+    assert lines[2].startswith("30 2 * * 1 cd ") and "run.py retrain --config" in lines[2]
+    bad = CliRunner().invoke(cli, ["schedule", "--pipeline", "retraining", "--config", cfg, "--cron", "61 * * * *"])
+    assert bad.exit_code == 2 and "outside 0-59" in bad.output
+    bad = CliRunner().invoke(cli, ["schedule", "--pipeline", "retraining", "--config", cfg, "--cron", "0 3 * * *",
+                                   "--timezone", "Mars/Olympus"])
+    assert bad.exit_code == 2 and "unknown time zone" in bad.output
+
+
+def test_a_second_retraining_of_the_same_model_is_refused(cli, tmp_path):
+    from sidkit.locks import exclusive
+
+    out = tmp_path / "s.json"
+    with exclusive(f"retraining-{MODEL}", "test holder"):
+        r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp_path, "r.yaml", RETRAIN), "--summary", str(out)])
+    assert r.exit_code == 4
+    s = json.loads(out.read_text())
+    assert s["status"] == "failed" and "already running" in s["error"] and f"pid {os.getpid()}" in s["error"]
+
+
+def test_lock_is_released_after_use(tmp_path):
+    from sidkit.locks import LockHeld, exclusive
+
+    with exclusive("x", "job", tmp_path):
+        with pytest.raises(LockHeld):
+            with exclusive("x", "job", tmp_path):
+                pass
+    with exclusive("x", "job", tmp_path):   # free again
+        pass
