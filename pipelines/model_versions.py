@@ -23,14 +23,17 @@ def production_version(name: str) -> str | None:
         return None
 
 
-def artifact(mv, name: str, required: bool = True):
+def artifact(mv, name: str):
     art = mv.get_artifact(name)
-    if art is None and required:
+    if art is None:
         raise ValueError(f"model version {mv.model.name}:{mv.name} has no '{name}' artifact; "
                          "was it produced by the training or retraining pipeline?")
     return art
 
 
 def serving_tokenizer(mv):
-    """The tokenizer that produced the version's SIDs: stage 2 if it ran, else stage 1."""
-    return artifact(mv, Artifacts.FINETUNED_TOKENIZER, required=False) or artifact(mv, Artifacts.TOKENIZER)
+    """The tokenizer that produced the version's SIDs. Every version has it under one name,
+    ``finetuned_tokenizer`` (stage 2 when it ran, else stage 1; append mode re-publishes the
+    champion's): inside a pipeline body artifact lookups are lazy, so a fallback on a missing
+    name could not be decided here."""
+    return artifact(mv, Artifacts.FINETUNED_TOKENIZER)

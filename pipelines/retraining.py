@@ -67,7 +67,7 @@ def retraining(
             name=f"{model_name}-retraining", reports_dir=drift.get("reports_dir"), after="publish_tokenizer")
         approved = drift_gate(drift_summary, drift.get("approval", {}))
         champion_table = champion_sid_table(serving_tokenizer(champ), artifact(champ, Artifacts.SID_TABLE), embeddings)
-    comparison = compare_with_champion(sid_table, splits, champion_table, champion_version, "challenger",
+    comparison = compare_with_champion(sid_table, splits, champion_table, champion_version, None,
                                        ab.get("retrieval"), ab.get("ranking", {"epochs": 3}), ab.get("rule", {}),
                                        after="publish_tokenizer")
     promote_challenger(comparison, model_name, None, approved)

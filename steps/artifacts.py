@@ -16,7 +16,7 @@ class Artifacts(StrEnum):
     TOKENIZER = "tokenizer"
     TRAINING_HISTORY = "tokenizer_training_history"
     MLFLOW_RUN_ID = "mlflow_run_id"
-    FINETUNED_TOKENIZER = "finetuned_tokenizer"
+    FINETUNED_TOKENIZER = "finetuned_tokenizer"   # the tokenizer a version serves SIDs with (see steps.tokenizer)
     FINETUNE_HISTORY = "finetune_history"
     SID_TABLE = "sid_table"
     SID_QUALITY = "sid_quality"

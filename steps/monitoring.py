@@ -9,7 +9,14 @@ from zenml import get_step_context, log_metadata, step
 
 from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
-from sidkit.monitoring.drift import DriftResult, DriftThresholds, compare_snapshots, compare_tokenizers, state_of
+from sidkit.monitoring.drift import (
+    DriftResult,
+    DriftThresholds,
+    compare_snapshots,
+    compare_tokenizers,
+    same_data,
+    state_of,
+)
 from sidkit.monitoring.reports import publish_report
 from sidkit.sids.table import SIDTable
 from steps.artifacts import Artifacts
@@ -32,15 +39,16 @@ def detect_sid_drift(
     reports_dir: str | None = None,
 ) -> Tuple[Annotated[DriftResult, Artifacts.DRIFT_REPORT], Annotated[dict, Artifacts.DRIFT_SUMMARY]]:
     """Compare reference and current SIDs (mode ``tokenizers``: same catalogue, two tokenizer
-    versions; ``snapshots``: two catalogue snapshots; ``auto``: tokenizers when the item sets
-    are equal). The report is an artifact and a page in the reports folder."""
+    versions; ``snapshots``: two catalogue snapshots; ``auto``: tokenizers when both versions saw
+    the same data -- same items, embeddings and interactions -- else snapshots). The report is an
+    artifact and a page in the reports folder."""
     t = DriftThresholds.model_validate(thresholds)
-    same_items = set(reference_table.frame["item_id"]) == set(current_table.frame["item_id"])
-    mode = ("tokenizers" if same_items else "snapshots") if mode == "auto" else mode
     ref = state_of(reference_table, reference_embeddings, interactions=reference_splits.interactions,
                    label=reference_table.info.get("model_version") or "reference")
     cur = state_of(current_table, current_embeddings, interactions=current_splits.interactions,
                    label=current_table.info.get("model_version") or "current")
+    if mode == "auto":
+        mode = "tokenizers" if same_data(ref, cur) else "snapshots"
     if mode == "tokenizers":
         result = compare_tokenizers(ref, cur, t)
     elif mode == "snapshots":

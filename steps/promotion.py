@@ -39,10 +39,14 @@ def _evaluate(table: SIDTable, splits: Splits, retrieval: dict | None, ranking: 
 
 @step(enable_cache=False)
 def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_table: Optional[SIDTable],
-                          champion: Optional[str], challenger: str, retrieval: Optional[dict], ranking: Optional[dict],
-                          rule: dict) -> Annotated[ABComparison, Artifacts.AB_COMPARISON]:
+                          champion: Optional[str], challenger: Optional[str], retrieval: Optional[dict],
+                          ranking: Optional[dict], rule: dict) -> Annotated[ABComparison, Artifacts.AB_COMPARISON]:
     """Both sides trained and evaluated on the same splits (same users, same sampled negatives);
-    paired bootstrap per metric and stratum; the decision rule's verdict."""
+    paired bootstrap per metric and stratum; the decision rule's verdict. ``challenger`` None: the
+    model version this run produces."""
+    if challenger is None:
+        model = get_step_context().model
+        challenger = str(model.version) if model is not None else "challenger"
     if not retrieval and not ranking:
         raise ValueError("the A/B comparison needs `retrieval` and/or `ranking` settings")
     chall_per, chall_metrics = _evaluate(challenger_table, splits, retrieval, ranking)

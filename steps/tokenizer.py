@@ -87,12 +87,15 @@ def sid_health_gate(quality: SIDQuality, thresholds: dict) -> Annotated[bool, "s
 
 @step
 def extend_semantic_ids(tokenizer: Tokenizer, published_table: SIDTable, embeddings: ItemEmbeddings) -> Tuple[
-    Annotated[Tokenizer, Artifacts.TOKENIZER],
+    Annotated[Tokenizer, Artifacts.FINETUNED_TOKENIZER],
     Annotated[SIDTable, Artifacts.SID_TABLE],
     Annotated[SIDQuality, Artifacts.SID_QUALITY],
     Annotated[dict, Artifacts.SID_STABILITY],
 ]:
-    """Append mode: keep every published item's SID, give new items free SIDs from the same tokenizer."""
+    """Append mode: keep every published item's SID, give new items free SIDs from the same tokenizer.
+
+    The tokenizer is re-published under the name every model version serves SIDs with
+    (``finetuned_tokenizer``: stage 2 when it ran, else stage 1; see pipelines/model_versions.py)."""
     table, stats = extend_sid_table(published_table, tokenizer, embeddings)
     quality = measure_quality(tokenizer, embeddings, table)
     return tokenizer, table, quality, stats

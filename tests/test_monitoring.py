@@ -120,3 +120,14 @@ def test_append_mode_with_relocate_policy_stays_unique(snapshots):
     sids = [tuple(s) for s in table.sids().tolist()]
     assert len(set(sids)) == len(sids) and stats["kept_share"] == 1.0
     assert table.sids().shape[1] == published.sids().shape[1]
+
+
+def test_same_data_decides_the_auto_mode():
+    from sidkit.monitoring.drift import same_data
+
+    ids = ["a", "b", "c"]
+    emb = np.eye(3)
+    a = SIDState(ids, np.zeros((3, 2), int), emb, np.array([1.0, 2, 3]))
+    assert same_data(a, SIDState(ids[::-1], np.ones((3, 2), int), emb[::-1], np.array([3.0, 2, 1])))  # reordered
+    assert not same_data(a, SIDState(ids, np.zeros((3, 2), int), emb * 2, np.array([1.0, 2, 3])))     # content moved
+    assert not same_data(a, SIDState(ids, np.zeros((3, 2), int), emb, np.array([1.0, 2, 4])))         # demand moved

@@ -44,60 +44,72 @@ def cli():
     return run.cli
 
 
-@pytest.fixture(scope="module")
-def retrain_runs(cli, tmp_path_factory, session_home):
-    """Run 1: no champion (full, promoted). Run 2: drifted snapshot, append mode, drift rejected."""
-    tmp = tmp_path_factory.mktemp("ops")
-    first = json.loads(json.dumps(RETRAIN))
-    s1 = tmp / "r1.json"
-    r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp, "r1.yaml", first), "--summary", str(s1)])
-    assert r.exit_code == 0, r.output
-    second = json.loads(json.dumps(RETRAIN))
-    second["parameters"]["dataset"] = {**SYNTH, "new_items": 40, "popularity_shift": 0.6}
-    s2 = tmp / "r2.json"
-    os.environ["SIDKIT_DRIFT_APPROVAL"] = "reject"
+def _retrain(cli, tmp, name: str, dataset: dict, approval: str) -> dict:
+    cfg = json.loads(json.dumps(RETRAIN))
+    cfg["parameters"]["dataset"] = dataset
+    out = tmp / f"{name}.json"
+    os.environ["SIDKIT_DRIFT_APPROVAL"] = approval
     try:
-        r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp, "r2.yaml", second), "--summary", str(s2)])
+        r = CliRunner().invoke(cli, ["retrain", "--config", _write(tmp, f"{name}.yaml", cfg), "--summary", str(out)])
     finally:
         del os.environ["SIDKIT_DRIFT_APPROVAL"]
     assert r.exit_code == 0, r.output
-    return json.loads(s1.read_text()), json.loads(s2.read_text()), tmp
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def retrain_runs(cli, tmp_path_factory, session_home):
+    """1: no champion (full, promoted). 2: 40 new items, append mode, drift approved -> promoted.
+    3: append on top of 2 with rewritten item texts, drift rejected -> not promoted."""
+    tmp = tmp_path_factory.mktemp("ops")
+    s1 = _retrain(cli, tmp, "r1", SYNTH, "reject")
+    s2 = _retrain(cli, tmp, "r2", {**SYNTH, "new_items": 40, "popularity_shift": 0.3}, "approve")
+    s3 = _retrain(cli, tmp, "r3", {**SYNTH, "new_items": 40, "popularity_shift": 0.3, "content_shift": 0.6}, "reject")
+    return s1, s2, s3, tmp
 
 
 @pytest.mark.slow
 def test_first_retraining_promotes_without_a_champion(retrain_runs):
-    s1, _, _ = retrain_runs
+    s1, *_ = retrain_runs
     assert s1["status"] == "succeeded" and s1["champion"] is None
     assert s1["promoted"] and "no champion" in s1["reason"]
     from zenml.client import Client
-    from zenml.enums import ModelStages
 
     mv = Client().get_model_version(MODEL, s1["model_version"])
-    assert mv.stage == ModelStages.PRODUCTION
     assert "no champion" in mv.run_metadata["promotion"]["reason"]
 
 
 @pytest.mark.slow
-def test_append_mode_keeps_published_sids_and_drift_blocks_promotion(retrain_runs, session_home):
-    s1, s2, _ = retrain_runs
+def test_append_mode_keeps_published_sids(retrain_runs):
+    s1, s2, s3, _ = retrain_runs
     assert s2["champion"] == s1["model_version"] and s2["mode"] == "append"
     assert s2["kept_sids"] == s2["n_common_items"] == 160 and s2["sid_churn"] == 0.0   # 100% kept
     assert s2["new_items"] == 40
-    assert s2["drift_detected"] and s2["drift_approved"] is False
-    assert not s2["promoted"] and "drift detected and not approved" in s2["reason"]
-    # the analyst finds the report in the reports folder index
-    index = session_home / "reports" / "drift" / "index.html"
-    page = Path(s2["report_html"])
-    assert page.exists() and page.parent.name in index.read_text() and "DRIFT" in index.read_text()
+    assert s2["drift_detected"] and s2["drift_approved"] is True and s2["promoted"]
+    # append on top of an appended champion: all 200 published SIDs kept again
+    assert s3["champion"] == s2["model_version"]
+    assert s3["kept_sids"] == s3["n_common_items"] == 200 and s3["sid_churn"] == 0.0
+
+
+@pytest.mark.slow
+def test_rejected_drift_blocks_promotion_and_the_report_is_indexed(retrain_runs, session_home):
+    _, s2, s3, _ = retrain_runs
+    assert s3["drift_detected"] and s3["drift_approved"] is False, json.dumps(s3)[:3000]
+    assert "content embedding" in " ".join(s3["drift_reasons"])   # rewritten texts, SIDs kept
+    assert not s3["promoted"] and "drift detected and not approved" in s3["reason"]
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    assert Client().get_model_version(MODEL, ModelStages.PRODUCTION).name == s1["model_version"]
+    assert Client().get_model_version(MODEL, ModelStages.PRODUCTION).name == s2["model_version"]
+    # the analyst finds the report in the reports folder index
+    index = session_home / "reports" / "drift" / "index.html"
+    page = Path(s3["report_html"])
+    assert page.exists() and page.parent.name in index.read_text() and "DRIFT" in index.read_text()
 
 
 @pytest.mark.slow
 def test_drift_cli_between_versions(cli, retrain_runs):
-    s1, s2, tmp = retrain_runs
+    s1, s2, _, tmp = retrain_runs
     cfg = {"parameters": {"model": MODEL, "approval": {"default": "reject"}}}
     out = tmp / "d.json"
     r = CliRunner().invoke(cli, ["drift", "--config", _write(tmp, "d.yaml", cfg), "--reference", s1["model_version"],
@@ -111,15 +123,15 @@ def test_drift_cli_between_versions(cli, retrain_runs):
 
 @pytest.mark.slow
 def test_compare_cli_summary(cli, retrain_runs):
-    s1, s2, tmp = retrain_runs
+    _, s2, s3, tmp = retrain_runs
     cfg = {"parameters": {"model": MODEL, "ranking": {"features": "sid", "epochs": 1, "n_eval_negatives": 19},
                           "rule": {"primary": "gauc", "n_bootstrap": 200, "min_stratum_users": 1000}}}
     out = tmp / "c.json"
-    r = CliRunner().invoke(cli, ["compare", "--config", _write(tmp, "c.yaml", cfg), "--challenger", s2["model_version"],
+    r = CliRunner().invoke(cli, ["compare", "--config", _write(tmp, "c.yaml", cfg), "--challenger", s3["model_version"],
                                  "--summary", str(out)])
     assert r.exit_code == 0, r.output
     c = json.loads(out.read_text())
-    assert c["champion"] == s1["model_version"] and c["challenger"] == s2["model_version"]
+    assert c["champion"] == s2["model_version"] and c["challenger"] == s3["model_version"]
     g = c["metrics"]["gauc"]
     assert set(g) == {"champion", "challenger", "lift", "ci_low", "ci_high", "p_value"}
     # append mode: the challenger serves exactly the champion's SIDs -> no lift, not significant

@@ -365,3 +365,19 @@ def state_of(table, embeddings=None, views: list[str] | None = None, interaction
         vc = dict(interactions.group_by("item_id").len().iter_rows())
         counts = np.array([vc.get(i, 0) for i in ids], float)
     return SIDState(ids, table.sids(), emb, counts, label)
+
+
+def same_data(a: SIDState, b: SIDState) -> bool:
+    """Whether two states describe the same catalogue and interactions (only the SIDs may differ)."""
+    if a.item_ids != b.item_ids:
+        pos = b.index()
+        if set(a.item_ids) != set(pos):
+            return False
+        order = [pos[i] for i in a.item_ids]
+        b = SIDState(a.item_ids, b.sids[order],
+                     None if b.embeddings is None else b.embeddings[order],
+                     None if b.interaction_counts is None else b.interaction_counts[order])
+    for x, y in ((a.embeddings, b.embeddings), (a.interaction_counts, b.interaction_counts)):
+        if (x is None) != (y is None) or (x is not None and not np.allclose(x, y, atol=1e-6)):
+            return False
+    return True

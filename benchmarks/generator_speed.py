@@ -1,0 +1,108 @@
+"""SID generator speed: training step fp32 vs bf16 autocast, and beam search with the KV cache vs
+re-running the whole sequence at every decoding step (the baseline, measured in the same process).
+
+Shapes follow Amazon Beauty: 4-token SIDs (3 x 256 codes + a collision token), histories of 20
+items, beam 20. Medians of repeated runs; the machine is shared, so compare ratios.
+
+    python benchmarks/generator_speed.py [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.common import git_rev, machine, median_seconds, now, save_json, update_block  # noqa: E402
+from sidkit.retrieval.generator import BOS, GeneratorConfig, SIDGenerator, SIDVocabulary, beam_search  # noqa: E402
+from sidkit.retrieval.trie import SIDTrie  # noqa: E402
+
+
+class _NoCache:
+    """The baseline: every decoding step re-runs the model over history + generated prefix."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def eval(self):
+        return self
+
+    def start(self, tokens):
+        return self.model(tokens)[:, -1], _Seqs(tokens)
+
+    def extend(self, state, tokens):
+        seqs = torch.cat([state.seqs, tokens[:, None]], 1)
+        return self.model(seqs)[:, -1], _Seqs(seqs)
+
+
+class _Seqs:
+    def __init__(self, seqs):
+        self.seqs = seqs
+
+    def select(self, rows):
+        return _Seqs(self.seqs[rows])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n_items, sid_len = 12101, 4
+    sids = np.concatenate([rng.integers(0, 256, (n_items, 3)), np.zeros((n_items, 1), int)], 1)
+    sids = np.unique(sids, axis=0)
+    vocab = SIDVocabulary.from_sids(sids)
+    trie = SIDTrie(sids.tolist(), list(range(len(sids))))
+    results = {}
+    for layers in (2, 4):
+        cfg = GeneratorConfig(n_layers=layers, dropout=0.1)
+        model = SIDGenerator(vocab.size, 1 + 21 * sid_len, cfg, sid_length=sid_len)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        x = torch.as_tensor(rng.integers(2, vocab.size, (64, 1 + 8 * sid_len)))   # batch 64, 8-item windows
+        x[:, 0] = BOS
+
+        def step(bf16: bool):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        fp32 = median_seconds(lambda: step(False), 15)
+        bf16 = median_seconds(lambda: step(True), 15)
+        hist = torch.as_tensor(rng.integers(2, vocab.size, (64, 1 + 20 * sid_len)))
+        hist[:, 0] = BOS
+        model.eval()
+        cached = median_seconds(lambda: beam_search(model, hist, trie, vocab, 20), 3)
+        naive = median_seconds(lambda: beam_search(_NoCache(model), hist, trie, vocab, 20), 3)
+        results[f"{layers}_layers"] = {"train_step_fp32_s": fp32, "train_step_bf16_s": bf16,
+                                       "beam_cached_users_per_s": 64 / cached, "beam_no_cache_users_per_s": 64 / naive}
+        print(layers, results[f"{layers}_layers"], flush=True)
+    save_json("generator_speed", {"date": now(), "machine": machine(), "commit": git_rev(), "results": results})
+    lines = ["### SID generator speed (Beauty-shaped: 4-token SIDs, 20-item histories, beam 20)\n",
+             f"{now()} · {machine()} · commit {git_rev()} · `python benchmarks/generator_speed.py --write` · medians; "
+             "d_model 128, 4 heads, d_ff 512; training step = batch of 64 windows of 8 items; beam search = 64 users.\n",
+             "| layers | train step fp32 | train step bf16 autocast | bf16 / fp32 | beam search, KV cache | "
+             "beam search, re-run per step (baseline) | speed-up |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, r in results.items():
+        lines.append(f"| {key.split('_')[0]} | {r['train_step_fp32_s'] * 1e3:.0f} ms | {r['train_step_bf16_s'] * 1e3:.0f} ms | "
+                     f"{r['train_step_bf16_s'] / r['train_step_fp32_s']:.2f}x | {r['beam_cached_users_per_s']:.0f} users/s | "
+                     f"{r['beam_no_cache_users_per_s']:.0f} users/s | "
+                     f"{r['beam_cached_users_per_s'] / r['beam_no_cache_users_per_s']:.1f}x |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.write:
+        update_block("generator-speed", table)
+
+
+if __name__ == "__main__":
+    main()
