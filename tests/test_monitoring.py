@@ -131,3 +131,18 @@ def test_same_data_decides_the_auto_mode():
     assert same_data(a, SIDState(ids[::-1], np.ones((3, 2), int), emb[::-1], np.array([3.0, 2, 1])))  # reordered
     assert not same_data(a, SIDState(ids, np.zeros((3, 2), int), emb * 2, np.array([1.0, 2, 3])))     # content moved
     assert not same_data(a, SIDState(ids, np.zeros((3, 2), int), emb, np.array([1.0, 2, 4])))         # demand moved
+
+
+def test_few_new_items_need_a_significant_difference():
+    rng = np.random.default_rng(0)
+    ref_ids = [f"i{k}" for k in range(1000)]
+    ref = SIDState(ref_ids, rng.integers(0, 16, (1000, 1)), label="ref")
+    same = SIDState(ref_ids + [f"n{k}" for k in range(20)],
+                    np.r_[ref.sids, rng.integers(0, 16, (20, 1))], label="cur")   # 20 new items, same distribution
+    s = compare_snapshots(ref, same).summary
+    assert s["per_level"]["sid_0"]["new_vs_existing_distance"] > 0.35           # large by chance alone ...
+    assert s["per_level"]["sid_0"]["new_vs_existing_p_value"] > 0.01          # ... and not significant
+    assert not any("new items" in r for r in s["reasons"])
+    other = SIDState(same.item_ids, np.r_[ref.sids, np.zeros((20, 1), int)], label="cur")  # all in one code
+    s = compare_snapshots(ref, other).summary
+    assert any("new items" in r for r in s["reasons"])

@@ -47,6 +47,10 @@ class DriftThresholds(BaseModel):
     popularity_distance: float = 0.15
     # JS distance between new and existing items' codes at a level: new content in other code regions
     new_vs_existing_distance: float = 0.35
+    # a few new items give a large JS distance by chance alone: the distance must also be significant
+    # against random new/existing labellings of the same items (permutation test)
+    alpha: float = 0.01
+    permutations: int = 200
     embedding_components: int = 8        # principal components of the content embedding that are compared
     sample_rows: int = 5000              # rows rendered into the HTML (the JSON uses all rows)
     seed: int = 0
@@ -102,6 +106,17 @@ def js_distance(a: np.ndarray, b: np.ndarray) -> float:
         return float((x[nz] * np.log2(x[nz] / m[nz])).sum())
 
     return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
+
+
+def permutation_p_value(codes: np.ndarray, is_new: np.ndarray, observed: float, n: int = 200, seed: int = 0) -> float:
+    """P(JS(new, existing) >= observed) when the new/existing labels are shuffled (add-one smoothed)."""
+    rng = np.random.default_rng(seed)
+    size = int(codes.max()) + 1
+    hits = 0
+    for _ in range(n):
+        perm = rng.permutation(is_new)
+        hits += js_distance(np.bincount(codes[~perm], minlength=size), np.bincount(codes[perm], minlength=size)) >= observed
+    return (hits + 1) / (n + 1)
 
 
 def _code_counts(codes: np.ndarray, weights: np.ndarray | None, size: int) -> np.ndarray:
@@ -252,10 +267,15 @@ def compare_snapshots(reference: SIDState, current: SIDState, thresholds: DriftT
         new_vs_existing = {c: nd.get(c, 0.0) for c in levels}
         for c in levels:
             per_level[c]["new_vs_existing_distance"] = new_vs_existing[c]
-        worst = max(new_vs_existing.values())
-        if worst > t.new_vs_existing_distance:
+        worst_level = max(new_vs_existing, key=new_vs_existing.get)
+        worst = new_vs_existing[worst_level]
+        p_value = permutation_p_value(current.sids[:, levels.index(worst_level)], is_new, worst,
+                                      t.permutations, t.seed)
+        for c in levels:
+            per_level[c]["new_vs_existing_p_value"] = p_value if c == worst_level else None
+        if worst > t.new_vs_existing_distance and p_value < t.alpha:
             reasons.append(f"new items land in other code regions than existing ones (JS distance {worst:.3f} > "
-                           f"{t.new_vs_existing_distance})")
+                           f"{t.new_vs_existing_distance} at {worst_level}, permutation p={p_value:.3g})")
 
     # 2. content embedding drift (principal components of the reference embedding)
     embedding = None
