@@ -101,6 +101,11 @@ def test_rejected_drift_blocks_promotion_and_the_report_is_indexed(retrain_runs,
     from zenml.enums import ModelStages
 
     assert Client().get_model_version(MODEL, ModelStages.PRODUCTION).name == s2["model_version"]
+    # the dashboard shows the summary page and Evidently's pages (materializer visualisations)
+    run = Client().get_pipeline_run(s3["run_name"])
+    report = run.steps["detect_sid_drift"].outputs["sid_drift_report"][0]
+    assert len(report.visualizations) >= 2 and all(v.type.value == "html" for v in report.visualizations)
+    assert report.run_metadata["drift_detected"] is True
     # the analyst finds the report in the reports folder index
     index = session_home / "reports" / "drift" / "index.html"
     page = Path(s3["report_html"])
