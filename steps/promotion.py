@@ -52,7 +52,7 @@ def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_t
     chall_per, chall_metrics = _evaluate(challenger_table, splits, retrieval, ranking)
     if champion_table is None:
         return ABComparison({"champion": None, "challenger": challenger, "metrics": {},
-                             "challenger_metrics": chall_metrics, "decision": no_champion_decision(chall_metrics)})
+                             "challenger_metrics": chall_metrics, "decision": no_champion_decision()})
     champ_per, champ_metrics = _evaluate(champion_table, splits, retrieval, ranking)
     result = compare(champ_per, chall_per, rule)
     result.update({"champion": champion, "challenger": challenger, "champion_metrics": champ_metrics,

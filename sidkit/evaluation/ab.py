@@ -21,6 +21,8 @@ stratum loses more than ``max_stratum_drop`` on the primary metric (strata with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -142,7 +144,7 @@ def decide(metrics: dict[str, dict], by_stratum: dict[str, dict], rule: Decision
     return {"promote": promote, "reason": reason, "checks": checks}
 
 
-def no_champion_decision(challenger_metrics: dict) -> dict:
+def no_champion_decision() -> dict:
     return {"promote": True, "reason": "no champion (no model version in stage 'production'): the challenger "
                                        "is promoted as the first champion", "checks": []}
 
@@ -198,9 +200,6 @@ def report_html(result: dict) -> str:
 
 def _p(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
-
-
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass

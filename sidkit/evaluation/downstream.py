@@ -15,7 +15,7 @@ import numpy as np
 
 from sidkit.data.splits import TEST, VALID, Splits
 from sidkit.ranking.din import DIN, RankerConfig, evaluation_impressions, score, train_ranker
-from sidkit.ranking.metrics import auc, gauc
+from sidkit.ranking.metrics import auc, gauc, per_user_auc
 from sidkit.retrieval.generator import GeneratorConfig, SIDGenerator, SIDVocabulary, generate_ranked, train_generator
 from sidkit.retrieval.metrics import popularity_strata, retrieval_metrics, target_ranks
 from sidkit.retrieval.trie import SIDTrie
@@ -122,11 +122,8 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,
                "seconds": time.perf_counter() - t0}
     if per_user is not None:
         n = len(data.test_tgt)
-        aucs, counts = np.full(n, np.nan), np.bincount(users, minlength=n).astype(float)
-        order = np.argsort(users, kind="mergesort")
-        bounds = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            idx = order[a:b]
-            aucs[users[idx[0]]] = auc(labels[idx], scores[idx])
+        aucs, counts = np.full(n, np.nan), np.zeros(n)
+        for u, (value, size) in per_user_auc(users, labels, scores).items():
+            aucs[u], counts[u] = value, size
         per_user.append(PerUser(np.asarray(data.strata), auc=aucs, weight=counts))
     return metrics, model

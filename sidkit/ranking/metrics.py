@@ -30,21 +30,23 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
-    """(GAUC, number of users kept)."""
+def per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """user -> (AUC over the user's impressions, number of impressions); AUC NaN for one-class users."""
     users = np.asarray(users)
     labels = np.asarray(labels)
     scores = np.asarray(scores)
-    total, weight, kept = 0.0, 0, 0
     order = np.argsort(users, kind="mergesort")
     u_sorted = users[order]
     bounds = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1], True])
+    out = {}
     for a, b in zip(bounds[:-1], bounds[1:]):
         idx = order[a:b]
-        value = auc(labels[idx], scores[idx])
-        if np.isnan(value):
-            continue
-        total += value * len(idx)
-        weight += len(idx)
-        kept += 1
-    return (total / weight if weight else float("nan")), kept
+        out[u_sorted[a].item()] = (auc(labels[idx], scores[idx]), len(idx))
+    return out
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
+    """(GAUC, number of users kept)."""
+    kept = [(value, n) for value, n in per_user_auc(users, labels, scores).values() if not np.isnan(value)]
+    weight = sum(n for _, n in kept)
+    return (sum(v * n for v, n in kept) / weight if weight else float("nan")), len(kept)
