@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import git_rev, machine, median_seconds, now, save_json, update_block  # noqa: E402
-from sidkit.retrieval.generator import BOS, GeneratorConfig, SIDGenerator, SIDVocabulary, beam_search  # noqa: E402
+from sidkit.retrieval.generator import BOS, GeneratorConfig, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
 from sidkit.retrieval.trie import SIDTrie  # noqa: E402
 
 
@@ -34,11 +34,11 @@ class _NoCache:
         return self
 
     def start(self, tokens):
-        return self.model(tokens)[:, -1], _Seqs(tokens)
+        return self.model.start(tokens)[0], _Seqs(tokens)
 
     def extend(self, state, tokens):
         seqs = torch.cat([state.seqs, tokens[:, None]], 1)
-        return self.model(seqs)[:, -1], _Seqs(seqs)
+        return self.model.start(seqs)[0], _Seqs(seqs)
 
 
 class _Seqs:
@@ -62,15 +62,15 @@ def main() -> None:
     trie = SIDTrie(sids.tolist(), list(range(len(sids))))
     results = {}
     for layers in (2, 4):
-        cfg = GeneratorConfig(n_layers=layers, dropout=0.1)
-        model = SIDGenerator(vocab.size, 1 + 21 * sid_len, cfg, sid_length=sid_len)
+        cfg = GeneratorConfig(n_layers=layers, dropout=0.1, history="tokens")
+        model = TokenHistoryGenerator(vocab.size, 1 + 21 * sid_len, cfg, sid_length=sid_len)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.as_tensor(rng.integers(2, vocab.size, (64, 1 + 8 * sid_len)))   # batch 64, 8-item windows
         x[:, 0] = BOS
 
         def step(bf16: bool):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x[:, :-1])
+                logits = model(x)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
             opt.zero_grad()
             loss.backward()

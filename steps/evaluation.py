@@ -23,8 +23,9 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
     cfg = GeneratorConfig.model_validate(retrieval)
     metrics, model, vocab, history = evaluate_retrieval(sid_table, splits, cfg)
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
-                            info={"vocab_size": vocab.size, "max_len": model.pos.num_embeddings,
-                                  "sid_sizes": vocab.sizes, "epochs": len(history)})
+                            info={"vocab_size": vocab.size, "max_len": 1 + (cfg.max_history + 1) * vocab.length,
+                                  "sid_sizes": vocab.sizes, "epochs": len(history),
+                                  "views": metrics.get("views")})
     return metrics, bundle
 
 

@@ -92,7 +92,8 @@ def test_training_windows_cover_long_sequences():
 
 
 @pytest.mark.slow
-def test_generator_beats_popularity_on_planted_signal():
+@pytest.mark.parametrize("history", ["items", "tokens"])
+def test_generator_beats_popularity_on_planted_signal(history):
     """Sequences follow a fixed successor map: the next item is learnable, popularity is not enough."""
     rng = np.random.default_rng(0)
     n_items = 60
@@ -109,12 +110,11 @@ def test_generator_beats_popularity_on_planted_signal():
     test_hist, test_tgt = [u[:-1] for u in users], [u[-1] for u in users]
     trie = SIDTrie(sids.tolist(), list(range(n_items)))
     cfg = GeneratorConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, epochs=30, batch_size=32, lr=3e-3,
-                          beam_size=10, max_history=8, dropout=0.0, patience=100)
+                          beam_size=10, max_history=8, dropout=0.0, patience=100, history=history)
     valid_items = ([h for h in valid[0]], valid[1])
-    model, vocab, hist = train_generator(train, sids, cfg, valid=valid_items, trie=trie)
-    ranked = generate_ranked(model, vocab, trie, test_hist, sids, cfg)
-    items = [[trie.item(s) for s in r] for r in ranked]
-    assert all(i is not None for r in items for i in r)  # every result is a real item
+    model, vocab, hist = train_generator(train, sids, cfg, valid=valid_items)
+    items = generate_ranked(model, vocab, sids, test_hist, cfg)
+    assert all(0 <= i < n_items for r in items for i in r)  # every result is a real item
     ranks = target_ranks(items, test_tgt)
     pop = np.bincount([i for s in train for i in s], minlength=n_items).argsort()[::-1][:10].tolist()
     pop_ranks = target_ranks([pop] * len(test_tgt), test_tgt)
@@ -123,10 +123,11 @@ def test_generator_beats_popularity_on_planted_signal():
 
 
 def test_left_padding_does_not_change_predictions():
-    from sidkit.retrieval.generator import SIDGenerator
+    from sidkit.retrieval.generator import TokenHistoryGenerator
 
     torch.manual_seed(0)
-    model = SIDGenerator(20, 30, GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0)).eval()
+    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, history="tokens")
+    model = TokenHistoryGenerator(20, 30, cfg).eval()
     seq = torch.tensor([[BOS, 5, 9, 3]])
     padded = torch.tensor([[0, 0, 0, BOS, 5, 9, 3], [BOS, 4, 4, 4, 8, 2, 6]])
     out = model(padded)
@@ -136,10 +137,12 @@ def test_left_padding_does_not_change_predictions():
 
 def test_cached_decoding_matches_a_full_forward_pass():
     """extend() with cached keys/values gives the logits of re-running the whole (left-padded) sequence."""
-    from sidkit.retrieval.generator import SIDGenerator
+    from sidkit.retrieval.generator import TokenHistoryGenerator
 
     torch.manual_seed(0)
-    model = SIDGenerator(20, 30, GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0), sid_length=2).eval()
+    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, history="tokens")
+    model = TokenHistoryGenerator(20, 30, cfg, sid_length=2).eval()
+    model.forward = lambda tokens: model.start(tokens, keep_all=True)[0]   # logits at every position
     hist = torch.tensor([[0, 0, BOS, 5, 9], [BOS, 4, 4, 8, 2]])
     _, state = model.start(hist)
     nxt = torch.tensor([3, 7])
@@ -154,3 +157,97 @@ def test_cached_decoding_matches_a_full_forward_pass():
     got, _ = model.extend(state, torch.tensor([4, 5, 7, 8]))
     seqs = torch.cat([seqs[[1, 0, 3, 3]], torch.tensor([[4], [5], [7], [8]])], 1)
     torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_item_level_decoding_matches_the_training_forward_pass():
+    """start/extend (beam search) give the logits the training pass gives the same item, padded or not."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2)
+    model = ItemHistoryGenerator(20, 1 + 4 * 2, cfg, sid_length=2).eval()
+    # vocab: codes of position 0 -> tokens 2..9, position 1 -> 10..19
+    rows = torch.tensor([[0, 0, BOS, 3, 12, 5, 17],      # 2 history items + target (5, 17), left-padded
+                         [BOS, 2, 10, 9, 11, 4, 19]])    # 3 items, target (4, 19)
+    full = model(rows)                                   # predicts rows[:, 1:]
+    assert full.shape == (2, 6, 20) and not torch.isnan(full).any()
+    first, state = model.start(rows[:, :-2])             # the history without the target
+    torch.testing.assert_close(first, full[:, -2], atol=1e-5, rtol=1e-5)
+    state = state.select(torch.tensor([0, 0, 1]))        # beams: user 0 twice, user 1 once
+    second, _ = model.extend(state, torch.tensor([5, 7, 4]))
+    torch.testing.assert_close(second[[0, 2]], full[:, -1], atol=1e-5, rtol=1e-5)
+    # padding does not change the prediction: user 0 alone, unpadded
+    torch.testing.assert_close(model(rows[:1, 2:])[0], full[0, 2:], atol=1e-5, rtol=1e-5)
+
+
+def _two_view_walks(seed: int = 0):
+    """Items with a 2-view SID (view 0: positions 0-1, view 1: positions 2-3); a planted successor map."""
+    rng = np.random.default_rng(seed)
+    n_items = 48
+    sids = np.stack([np.arange(n_items) // 8, np.arange(n_items) % 8,
+                     rng.permutation(n_items) // 8, rng.permutation(n_items) % 8], 1)
+    successor = rng.permutation(n_items)
+    users = []
+    for _ in range(300):
+        s = [int(rng.integers(n_items))]
+        for _ in range(int(rng.integers(5, 10))):
+            s.append(int(successor[s[-1]]) if rng.random() < 0.9 else int(rng.integers(n_items)))
+        users.append(s)
+    return sids, users
+
+
+def test_view_index_maps_shared_view_sids_to_every_item():
+    from sidkit.retrieval.generator import ViewIndex
+
+    sids = np.array([[0, 1, 5], [0, 1, 6], [2, 0, 5]])
+    index = ViewIndex.build(sids, [0, 1])
+    assert sorted(map(sorted, index.items)) == [[0, 1], [2]]
+    assert index.items[index.trie.item((0, 1))] == [0, 1]
+
+
+@pytest.mark.slow
+def test_multi_view_generator_learns_and_each_switch_runs():
+    """MACRec generator side on planted data: multi-aspect tasks + implicit alignment + dual-view
+    ensemble beat popularity; each part switched off still trains and ranks real items."""
+    sids, users = _two_view_walks()
+    n_items = len(sids)
+    train = [u[:-2] for u in users]
+    valid = ([u[:-2] for u in users[:60]], [u[-2] for u in users[:60]])
+    test_hist, test_tgt = [u[:-1] for u in users], [u[-1] for u in users]
+    views = [[0, 1], [2, 3]]
+    pop = np.bincount([i for s in train for i in s], minlength=n_items).argsort()[::-1][:10].tolist()
+    pop_r10 = recall_at_k(target_ranks([pop] * len(test_tgt), test_tgt), 10)
+    base = dict(d_model=32, n_layers=2, n_heads=2, d_ff=64, epochs=25, batch_size=32, lr=3e-3,
+                beam_size=10, max_history=8, dropout=0.0, patience=100, valid_every=5)
+    for extra in ({}, {"view_tasks": ["next"], "implicit_alignment": 0.0}, {"ensemble_bonus": None}):
+        cfg = GeneratorConfig(**base, **extra)
+        model, vocab, _ = train_generator(train, sids, cfg, valid=valid, views=views)
+        items = generate_ranked(model, vocab, sids, test_hist, cfg, views)
+        assert all(0 <= i < n_items for r in items for i in r)
+        if not extra:
+            assert recall_at_k(target_ranks(items, test_tgt), 10) > 2 * pop_r10 + 0.1
+
+
+def test_dual_view_ensemble_rewards_items_both_views_find():
+    """Item 1 is second in each view but found by both: mean + bonus puts it first."""
+    from sidkit.retrieval.generator import ItemDecodeState, ItemHistoryGenerator
+
+    sids = np.array([[0, 0], [1, 1], [2, 2]])          # view 0: position 0, view 1: position 1
+    vocab = SIDVocabulary.from_sids(sids)              # tokens: pos0 -> 2..4, pos1 -> 5..7
+    cfg = GeneratorConfig(beam_size=3, ensemble_bonus=1.0)
+
+    class Fixed(ItemHistoryGenerator):
+        def start(self, tokens, task=(0, 0, "next")):
+            logits = torch.full((tokens.shape[0], vocab.size), -30.0)
+            best = {0: [2, 3, 4], 1: [7, 6, 5]}[task[0]]       # view 0 prefers item 0, view 1 item 2
+            for rank, tok in enumerate(best):
+                logits[:, tok] = -float(rank)
+            B = tokens.shape[0]
+            return logits, ItemDecodeState(torch.zeros(B, 1), torch.zeros(B, 0, dtype=torch.long), task)
+
+    model = Fixed(vocab.size, 1 + 3 * 2, GeneratorConfig(d_model=8, n_layers=1, n_heads=1, d_ff=8), 2, [[0], [1]])
+    ranked = generate_ranked(model, vocab, sids, [[0, 1]], cfg, [[0], [1]])
+    assert ranked[0][0] == 1
+    no_bonus = generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}),
+                               [[0], [1]])
+    assert no_bonus[0] == [0, 1, 2]                     # view 0's beams only

@@ -18,7 +18,6 @@ from sidkit.ranking.din import DIN, RankerConfig, evaluation_impressions, score,
 from sidkit.ranking.metrics import auc, gauc, per_user_auc
 from sidkit.retrieval.generator import GeneratorConfig, SIDGenerator, SIDVocabulary, generate_ranked, train_generator
 from sidkit.retrieval.metrics import popularity_strata, retrieval_metrics, target_ranks
-from sidkit.retrieval.trie import SIDTrie
 from sidkit.sids.table import SIDTable
 
 STRATA = ("head", "torso", "tail", "cold")
@@ -70,25 +69,40 @@ class PerUser:
     weight: np.ndarray | None = None      # ranking: the user's number of impressions (GAUC weight)
 
 
+def sid_views(table: SIDTable, mode: str = "auto") -> list[list[int]] | None:
+    """SID positions per view for multi-view generation, or None (one view, the whole SID).
+
+    ``auto``: a MACRec SID is its branches' codes side by side (``levels`` positions per expert,
+    in the order of ``info["experts"]``), read as one view per branch; trailing disambiguation
+    tokens (``append_token``) belong to no view. Other methods' SIDs are one view (MMQ's experts
+    are shared and specific parts of one code, not alternative views of the item)."""
+    experts = table.info.get("experts") or []
+    if mode == "joint" or table.method != "macrec" or len(experts) < 2:
+        return None
+    levels = int(table.info["levels"])
+    return [list(range(e * levels, (e + 1) * levels)) for e in range(len(experts))]
+
+
 def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict, on_epoch=None,
                        per_user: list | None = None) -> tuple[dict, SIDGenerator, SIDVocabulary, list[dict]]:
     """Train the generator, rank the test targets; ``per_user`` (a list) receives a PerUser."""
     cfg = cfg if isinstance(cfg, GeneratorConfig) else GeneratorConfig.model_validate(cfg)
     data = IndexedSplits.build(table, splits)
     sids = table.sids()
-    trie = SIDTrie(sids.tolist(), list(range(len(sids))))
+    views = sid_views(table, cfg.views)
     t0 = time.perf_counter()
     model, vocab, history = train_generator(data.train, sids, cfg, valid=(data.valid_hist, data.valid_tgt),
-                                            trie=trie, on_epoch=on_epoch)
+                                            on_epoch=on_epoch, views=views)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranked = generate_ranked(model, vocab, trie, data.test_hist, sids, cfg)
-    ranks = target_ranks([[trie.item(s) for s in r] for r in ranked], data.test_tgt)
+    ranked = generate_ranked(model, vocab, sids, data.test_hist, cfg, views)
+    ranks = target_ranks(ranked, data.test_tgt)
     metrics = retrieval_metrics(ranks)
     metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m]))
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["epochs"] = len(history)
+    metrics["views"] = views
     if per_user is not None:
         per_user.append(PerUser(np.asarray(data.strata), ranks=ranks))
     return metrics, model, vocab, history

@@ -1,15 +1,24 @@
-"""A decoder-only generator over SID tokens, trained from scratch, with trie-constrained beam search.
+"""Generative retrieval over SID tokens, trained from scratch, with trie-constrained beam search.
 
-Why decoder-only (not TIGER's encoder-decoder): a causal model scores every position of a
-user's whole training sequence in one pass (each item's SID tokens are predicted from all
-earlier tokens), while an encoder-decoder re-encodes the history once per target. On this
-2-core CPU that is the difference between hours and minutes of training
-(../shared/docs/stack-notes.md). The decoding problem is the same: generate the next item's
-SID token by token, restricted by a trie to SIDs of real items.
+Two architectures (``GeneratorConfig.history``), both reading a user's history only as SID
+tokens (no item IDs) and generating the next item's SID token by token under a trie of real SIDs:
 
-Tokens: 0 = padding, 1 = BOS; SID position p's code c is token ``2 + offset[p] + c``. A user's
-sequence is ``BOS, sid(item_1), sid(item_2), ...``; positions are counted from BOS (left
-padding does not shift them).
+* ``items`` (default): an encoder-decoder in TIGER's spirit with an item-level encoder. Each history
+  item enters the causal encoder as the sum of its SID tokens' embeddings (one position per item,
+  not one per token); a small causal decoder generates the next item's SID tokens from the
+  encoder state after the history. Every item of a training sequence is a target in one pass
+  (the encoder is causal over items), so a 20-item window costs 21 encoder positions instead of
+  ~85. Why this is the default: the token-level model below must first learn to compose 4 tokens
+  into an item before it can learn item-to-item transitions; on Amazon Beauty it stayed near
+  popularity within the epochs this CPU affords (R@10 0.023, BENCHMARKS.md), while the item-level
+  encoder learns transitions at the pace of a sequential recommender. TIGER's own encoder is
+  token-level with a cross-attending decoder; ours differs there (documented choice).
+* ``tokens``: decoder-only over the flat token sequence ``BOS, sid(item_1), sid(item_2), ...``;
+  every token is predicted from all earlier tokens; beam search reuses cached history keys.
+
+Tokens: 0 = padding, 1 = BOS; SID position p's code c is token ``2 + offset[p] + c``. A batch of
+histories is ``BOS, sid(item_1), ...`` per row, left-padded; positions are counted from BOS (left
+padding does not shift them). ``forward(tokens)`` returns the logits that predict ``tokens[:, 1:]``.
 """
 
 from __future__ import annotations
@@ -54,6 +63,14 @@ class GeneratorConfig(BaseModel):
     valid_users: int = 0          # validate on a fixed random sample of this many users (0 = all)
     level_embedding: bool = True  # add an embedding of the SID position (level) each token is at
     bf16: bool = False            # bf16 autocast; measured slower than fp32 at d_model 128 on this CPU
+    history: Literal["items", "tokens"] = "items"   # item-level encoder + SID decoder, or decoder-only over tokens
+    decoder_layers: int = 1       # ``items``: layers of the causal decoder over the next item's SID tokens
+    # MACRec's generator side (item-level model; used when the SID has views, e.g. MACRec's two branches)
+    views: Literal["auto", "joint"] = "auto"   # auto: a MACRec SID is read as its branches' views; joint: one view
+    view_tasks: list[Literal["next", "cross_next", "translate"]] = ["next", "cross_next", "translate"]
+    implicit_alignment: float = 0.01   # weight of the encoder's cross-view InfoNCE (0 = off)
+    ensemble_bonus: float | None = 1.0  # dual-view ensemble: items both views' beams find get mean + bonus;
+                                        # None: rank by view 0's beams only
     seed: int = 0
 
 
@@ -128,6 +145,25 @@ class _Block(nn.Module):
         return self._finish(x, a), (own_k, own_v)
 
 
+def _small_init(model: nn.Module) -> None:
+    """GPT-style N(0, 0.02) init: with tied N(0, 1) embeddings the initial logits have std ~sqrt(d_model)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _causal_mask(real: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) attention mask: causal, and no attention to padding -- except a padding
+    position to itself, so that no row is fully masked (a fully masked row gives NaN, which
+    0-weight attention still spreads into real positions)."""
+    T = real.shape[1]
+    eye = torch.eye(T, dtype=torch.bool, device=real.device)
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=real.device))
+    return (causal[None] & (real[:, None, :] | eye))[:, None]
+
+
 @dataclass
 class DecodeState:
     """Incremental decoding state: the users' history keys/values (shared by their beams), each
@@ -147,8 +183,8 @@ class DecodeState:
                            self.next_pos[rows], len(rows) // users)
 
 
-class SIDGenerator(nn.Module):
-    """Decoder-only transformer over SID tokens (weights tied between input and output)."""
+class TokenHistoryGenerator(nn.Module):
+    """Decoder-only transformer over the flat SID-token sequence (weights tied between input and output)."""
 
     def __init__(self, vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int = 0):
         super().__init__()
@@ -163,12 +199,7 @@ class SIDGenerator(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
         self.out = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.out.weight = self.tok.weight  # tied
-        # GPT-style small init: with tied N(0, 1) embeddings the initial logits have std ~sqrt(d_model)
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+        _small_init(self)
 
     def _embed(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         h = self.tok(tokens) + self.pos(pos.clamp_max(self.pos.num_embeddings - 1))
@@ -177,19 +208,15 @@ class SIDGenerator(nn.Module):
         return self.drop(h)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (batch, T), left-padded with PAD. Returns logits (batch, T, vocab)."""
-        return self.start(tokens, keep_all=True)[0]
+        """tokens (batch, T), left-padded with PAD. Returns the logits predicting tokens[:, 1:]."""
+        return self.start(tokens[:, :-1], keep_all=True)[0]
 
     def start(self, tokens: torch.Tensor, keep_all: bool = False) -> tuple[torch.Tensor, DecodeState]:
         """Run a left-padded batch; returns logits (of the last position unless keep_all) and the decode state."""
         B, T = tokens.shape
         real = tokens != PAD
         pos = (real.long().cumsum(1) - 1).clamp_min(0)
-        # causal, and no attention to padding -- except a padding position to itself, so that no
-        # row is fully masked (a fully masked row gives NaN, which 0-weight attention still spreads)
-        eye = torch.eye(T, dtype=torch.bool, device=tokens.device)
-        causal = torch.tril(torch.ones(T, T, dtype=torch.bool, device=tokens.device))
-        allowed = (causal[None] & (real[:, None, :] | eye))[:, None]
+        allowed = _causal_mask(real)
         h = self._embed(tokens, pos)
         hist = []
         for block in self.blocks:
@@ -210,6 +237,164 @@ class SIDGenerator(nn.Module):
             own.append(kv)
         logits = self.out(self.norm(h))[:, -1]
         return logits, DecodeState(state.hist, state.hist_real, own, state.next_pos + 1, state.beams)
+
+
+@dataclass
+class ItemDecodeState:
+    """Beam state of the item-level model: each row's encoder context, the SID tokens it generated,
+    and the task (source view, target view) it decodes."""
+
+    context: torch.Tensor       # (rows, d)
+    prefix: torch.Tensor        # (rows, generated tokens)
+    task: tuple[int, int, str] = (0, 0, "next")
+
+    def select(self, rows: torch.Tensor) -> "ItemDecodeState":
+        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task)
+
+
+TASK_KINDS = ("next", "translate")
+
+
+class ItemHistoryGenerator(nn.Module):
+    """Item-level causal encoder over the history + causal SID decoder (embeddings tied with the output).
+
+    An item's input vector is the sum of its SID tokens' embeddings (the same table the decoder
+    reads and writes). The encoder output after items 1..t is the context of item t+1; the decoder
+    sees ``[context + task, tok(c_1), ..., tok(c_{L-1})]`` (+ an embedding of each SID position)
+    and predicts ``c_1 .. c_L``.
+
+    Views (MACRec's generator side): ``views`` lists the SID positions of each view (e.g. the text
+    branch's and the image branch's codes of a MACRec SID). A task reads the history in one view
+    and generates the target in another: ``next`` (next item; same view = the per-aspect task,
+    different views = sequence-level cross-view prediction) or ``translate`` (the same item, the
+    explicit item-level translation). With one view of all positions this is plain TIGER-style
+    next-SID generation.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int,
+                 views: list[list[int]] | None = None):
+        super().__init__()
+        if sid_length < 1:
+            raise ValueError("the item-level generator needs the SID length")
+        self.cfg, self.sid_length = cfg, sid_length
+        self.views = [list(v) for v in views] if views else [list(range(sid_length))]
+        nv = len(self.views)
+        self.tok = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
+        self.bos = nn.Parameter(torch.zeros(cfg.d_model))
+        # positions: BOS + up to (max_len - 1) / sid_length items
+        self.pos = nn.Embedding(2 + (max_len - 1) // sid_length, cfg.d_model)
+        self.level = nn.Embedding(sid_length, cfg.d_model)
+        self.view = nn.Embedding(nv, cfg.d_model)                       # the view an encoder input is read in
+        self.task = nn.Embedding(len(TASK_KINDS) * nv * nv, cfg.d_model)
+        self.encoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layers))
+        self.decoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.decoder_layers))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.enc_norm, self.norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        self.out.weight = self.tok.weight  # tied
+        _small_init(self)
+        nn.init.normal_(self.bos, std=0.02)
+
+    def _items(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + L * n) left-padded token rows -> (B, n, L) item tokens (BOS and padding -> PAD)."""
+        B, T = tokens.shape
+        if (T - 1) % self.sid_length:
+            raise ValueError(f"token rows of width {T} are not BOS + whole SIDs of length {self.sid_length}")
+        body = tokens[:, 1:]
+        return body.masked_fill(body < N_SPECIAL, PAD).reshape(B, -1, self.sid_length)
+
+    def _encode_items(self, items: torch.Tensor, view: int) -> torch.Tensor:
+        """items (B, n, L) -> encoder outputs (B, n + 1, d); output e is the context after slot e - 1
+        (slot e - 1 being padding means: after BOS only). Reads only the view's SID positions."""
+        B, n, _ = items.shape
+        real_items = items[:, :, 0] != PAD
+        x = self.tok(items[:, :, self.views[view]]).sum(2) + self.view.weight[view] * real_items[..., None]
+        x = torch.cat([torch.zeros(B, 1, self.cfg.d_model), x], 1)
+        # BOS sits right before the first real item (left padding: at slot n - k)
+        bos_at = n - real_items.sum(1)
+        x[torch.arange(B), bos_at] = self.bos
+        real = torch.cat([torch.zeros(B, 1, dtype=torch.bool), real_items], 1)
+        real[torch.arange(B), bos_at] = True
+        pos = (real.long().cumsum(1) - 1).clamp(0, self.pos.num_embeddings - 1)
+        h = self.drop(x + self.pos(pos))
+        allowed = _causal_mask(real)
+        for block in self.encoder:
+            h, _ = block(h, allowed)
+        return self.enc_norm(h)
+
+    def encode(self, tokens: torch.Tensor, view: int = 0) -> torch.Tensor:
+        return self._encode_items(self._items(tokens), view)
+
+    def _task_index(self, src: int, tgt: int, kind: str) -> int:
+        nv = len(self.views)
+        return TASK_KINDS.index(kind) * nv * nv + src * nv + tgt
+
+    def _decode(self, context: torch.Tensor, prefix: torch.Tensor, task: tuple[int, int, str]) -> torch.Tensor:
+        """context (R, d), prefix (R, s) tokens of the target view -> logits (R, s + 1, vocab)."""
+        s = prefix.shape[1]
+        first = context + self.task.weight[self._task_index(*task)]
+        h = torch.cat([first[:, None], self.tok(prefix)], 1) + self.level.weight[self.views[task[1]][: s + 1]]
+        h = self.drop(h)
+        allowed = torch.tril(torch.ones(s + 1, s + 1, dtype=torch.bool))[None, None]
+        for block in self.decoder:
+            h, _ = block(h, allowed)
+        return self.out(self.norm(h))
+
+    def task_logits(self, tokens: torch.Tensor, src: int = 0, tgt: int = 0,
+                    kind: str = "next") -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, n, L_tgt, vocab) for every item slot, and their targets (B, n, L_tgt; PAD = none).
+        ``next``: item i from the history before it; ``translate``: item i's target view from its source view."""
+        items = self._items(tokens)
+        B, n, _ = items.shape
+        target = items[:, :, self.views[tgt]]
+        if kind == "next":
+            context = self._encode_items(items, src)[:, :n]          # context of slot i = output after slot i - 1
+        else:                                                         # each item alone: BOS, item
+            context = self._encode_items(items.reshape(B * n, 1, -1), src)[:, 1].reshape(B, n, -1)
+        Lt = target.shape[2]
+        logits = self._decode(context.reshape(B * n, -1), target[:, :, : Lt - 1].reshape(B * n, Lt - 1), (src, tgt, kind))
+        return logits.reshape(B, n, Lt, -1), target
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T - 1, vocab) predicting tokens[:, 1:] (single view; every item of every row is a target)."""
+        if len(self.views) != 1 or len(self.views[0]) != self.sid_length:
+            raise ValueError("forward() predicts whole SIDs; with views use task_logits()")
+        logits, _ = self.task_logits(tokens)
+        B, n, L, V = logits.shape
+        return logits.reshape(B, n * L, V)
+
+    def alignment_loss(self, tokens: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+        """MACRec's implicit alignment: InfoNCE between the encoder states of the same history read in
+        view 0 and in view 1 (the state after each row's last item; the other rows are negatives)."""
+        items = self._items(tokens)
+        a = F.normalize(self._encode_items(items, 0)[:, -1], dim=-1)
+        b = F.normalize(self._encode_items(items, 1)[:, -1], dim=-1)
+        logits = a @ b.T / temperature
+        labels = torch.arange(len(a))
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+    def start(self, tokens: torch.Tensor, task: tuple[int, int, str] = (0, 0, "next")) -> tuple[torch.Tensor, ItemDecodeState]:
+        context = self.encode(tokens, task[0])[:, -1]
+        prefix = torch.zeros(tokens.shape[0], 0, dtype=torch.long)
+        return self._decode(context, prefix, task)[:, -1], ItemDecodeState(context, prefix, task)
+
+    def extend(self, state: ItemDecodeState, tokens: torch.Tensor) -> tuple[torch.Tensor, ItemDecodeState]:
+        prefix = torch.cat([state.prefix, tokens[:, None]], 1)
+        return self._decode(state.context, prefix, state.task)[:, -1], ItemDecodeState(state.context, prefix, state.task)
+
+
+SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
+
+
+def build_generator(vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int,
+                    views: list[list[int]] | None = None) -> SIDGenerator:
+    """The generator ``cfg.history`` names; max_len = 1 + (max_history + 1) * sid_length tokens.
+    ``views`` (SID positions per view) needs the item-level model."""
+    if cfg.history == "items":
+        return ItemHistoryGenerator(vocab_size, max_len, cfg, sid_length, views)
+    if views and len(views) > 1:
+        raise ValueError("multi-view generation (MACRec) needs history: items")
+    return TokenHistoryGenerator(vocab_size, max_len, cfg, sid_length=sid_length)
 
 
 def _sequences_to_tokens(item_rows: list[list[int]], sid_tokens: np.ndarray, max_items: int) -> list[list[int]]:
@@ -238,29 +423,64 @@ def training_windows(sequences: list[list[int]], max_history: int) -> list[list[
     return out
 
 
+@dataclass
+class ViewIndex:
+    """The trie of one view's SIDs (some SID positions) and the items behind each: in a view, several
+    items may share a SID (MACRec's text codes of two items can agree); the whole SID is unique."""
+
+    positions: list[int]
+    trie: SIDTrie               # over unique view SIDs; trie.item(sid) -> index into ``items``
+    items: list[list[int]]      # unique view SID -> item rows
+
+    @classmethod
+    def build(cls, sids: np.ndarray, positions: list[int]) -> "ViewIndex":
+        unique, inverse = np.unique(sids[:, positions], axis=0, return_inverse=True)
+        items: list[list[int]] = [[] for _ in range(len(unique))]
+        for row, k in enumerate(np.asarray(inverse).reshape(-1).tolist()):
+            items[k].append(row)
+        return cls(list(positions), SIDTrie(unique.tolist(), list(range(len(unique)))), items)
+
+
+def view_tasks(cfg: GeneratorConfig, n_views: int) -> list[tuple[int, int, str]]:
+    """(source view, target view, kind) training tasks; one view: next-SID prediction only."""
+    tasks = [(v, v, "next") for v in range(n_views)] if n_views == 1 or "next" in cfg.view_tasks else []
+    pairs = [(a, b) for a in range(n_views) for b in range(n_views) if a != b]
+    if "cross_next" in cfg.view_tasks:
+        tasks += [(a, b, "next") for a, b in pairs]
+    if "translate" in cfg.view_tasks:
+        tasks += [(a, b, "translate") for a, b in pairs]
+    if not tasks:
+        raise ValueError("view_tasks leaves no training task")
+    return tasks
+
+
 @torch.no_grad()
 def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabulary,
-                beam_size: int, bf16: bool = False) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
+                beam_size: int, bf16: bool = False, positions: list[int] | None = None,
+                task: tuple[int, int, str] | None = None) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
     """Batched beam search constrained by ``trie``; returns per user the SIDs (best first) and scores.
 
     histories: (batch, T) left-padded token ids ending with the last history item's tokens.
     ``model`` provides ``start(tokens) -> (last logits, state)`` and ``extend(state, tokens)``,
     with ``state.select(rows)``: the history is encoded once, and each decoding step feeds
-    only the new token of each beam against the cached keys/values.
+    only the new token of each beam against the cached keys/values. ``positions``: the SID
+    positions generated (a view; default all); ``task`` is passed to ``model.start`` (item-level
+    model: source view, target view, kind).
     """
     model.eval()
     B = histories.shape[0]
     offsets = vocab.offsets
+    positions = list(range(vocab.length)) if positions is None else positions
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits, state = model.start(histories)
+        logits, state = model.start(histories) if task is None else model.start(histories, task=task)
     scores = torch.zeros(B, 1)                        # (B, beams)
     prefixes: list[tuple[int, ...]] = [()] * B        # per row of the state
     beams = 1
-    for step in range(vocab.length):
+    for step, position in enumerate(positions):
         if step:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits, state = model.extend(state, new_tokens)
-        lo, hi = offsets[step], offsets[step] + vocab.sizes[step]
+        lo, hi = offsets[position], offsets[position] + vocab.sizes[position]
         logp = F.log_softmax(logits.float(), dim=-1)[:, lo:hi]  # (B * beams, codes at this position)
         mask = torch.full_like(logp, float("-inf"))
         for r, prefix in enumerate(prefixes):
@@ -281,9 +501,12 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
 
 
 def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: GeneratorConfig,
-                    valid: tuple[list[list[int]], list[int]] | None = None, trie: SIDTrie | None = None,
-                    on_epoch=None) -> tuple[SIDGenerator, SIDVocabulary, list[dict]]:
-    """Train on item-row sequences (training split only). Early stopping on validation Recall@10."""
+                    valid: tuple[list[list[int]], list[int]] | None = None, on_epoch=None,
+                    views: list[list[int]] | None = None) -> tuple[SIDGenerator, SIDVocabulary, list[dict]]:
+    """Train on item-row sequences (training split only). Early stopping on validation Recall@10.
+
+    ``views`` (SID positions per view, e.g. MACRec's branches) trains the multi-aspect tasks of
+    ``cfg.view_tasks`` (+ the implicit alignment) instead of whole-SID next-item prediction."""
     from sidkit.retrieval.metrics import recall_at_k, target_ranks
 
     torch.manual_seed(cfg.seed)
@@ -291,7 +514,12 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     vocab = SIDVocabulary.from_sids(sids)
     sid_tokens = vocab.tokens(sids)
     max_len = 1 + (cfg.max_history + 1) * vocab.length
-    model = SIDGenerator(vocab.size, max_len, cfg, sid_length=vocab.length)
+    multi_view = bool(views) and len(views) > 1
+    model = build_generator(vocab.size, max_len, cfg, vocab.length, views if multi_view else None)
+    tasks = view_tasks(cfg, len(views)) if multi_view else []
+    if multi_view and distributed.active():
+        raise ValueError("multi-view (MACRec) generator training runs several forward passes per step; "
+                         "it is not supported under DDP -- run it on one process")
     # under torch.distributed: DDP over ranks, each taking its share of every global batch
     net = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -310,7 +538,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     lengths = torch.tensor([len(w) for w in windows])
     history, best, best_state, bad = [], -1.0, None, 0
     valid_set = None
-    if valid is not None and trie is not None:
+    if valid is not None:
         users = np.arange(len(valid[0]))
         if 0 < cfg.valid_users < len(users):
             users = np.sort(np.random.default_rng(cfg.seed).choice(users, cfg.valid_users, replace=False))
@@ -328,11 +556,17 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             mine = distributed.shard(batch)
             x = _pad_left([windows[i] for i in mine.tolist()])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = net(x[:, :-1])
-            target = x[:, 1:]
-            # sum over this rank's tokens / the global batch's tokens; DDP averages over ranks
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                   ignore_index=PAD, reduction="sum") / n_targets * distributed.world_size()
+                if multi_view:
+                    loss = sum(_task_loss(*model.task_logits(x, *task)) for task in tasks)
+                    if cfg.implicit_alignment > 0:
+                        loss = loss + cfg.implicit_alignment * model.alignment_loss(x)
+                else:
+                    logits = net(x)
+            if not multi_view:
+                target = x[:, 1:].masked_fill(x[:, 1:] < N_SPECIAL, PAD)   # BOS of left-padded rows is no target
+                # sum over this rank's tokens / the global batch's tokens; DDP averages over ranks
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                       ignore_index=PAD, reduction="sum") / n_targets * distributed.world_size()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             opt.zero_grad()
@@ -343,8 +577,8 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
         record = {"epoch": epoch, "loss": total / len(windows), "lr": lr_at(step), "seconds": time.perf_counter() - t0}
         if valid_set is not None and ((epoch + 1) % cfg.valid_every == 0 or epoch + 1 == cfg.epochs):
             t1 = time.perf_counter()
-            ranked = generate_ranked(model, vocab, trie, valid_set[0], sids, cfg)
-            ranks = target_ranks([[trie.item(s) for s in r] for r in ranked], valid_set[1])
+            ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views)
+            ranks = target_ranks(ranked, valid_set[1])
             record["valid_recall@10"] = recall_at_k(ranks, 10)
             record["valid_seconds"] = time.perf_counter() - t1
             if record["valid_recall@10"] > best:
@@ -362,13 +596,42 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     return model, vocab, history
 
 
-def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, trie: SIDTrie, histories: list[list[int]],
-                    sids: np.ndarray, cfg: GeneratorConfig) -> list[list[tuple[int, ...]]]:
-    """Beam-search SIDs for each history (item rows), batched across users."""
+def _task_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD)
+
+
+def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray, histories: list[list[int]],
+                    cfg: GeneratorConfig, views: list[list[int]] | None = None) -> list[list[int]]:
+    """Ranked item rows per history (item rows), by beam search batched across users.
+
+    One view (any SID): the beams' SIDs in score order. Several views (MACRec): each view's beams
+    (history and target read in that view) give their items the beam's log-probability; with
+    ``cfg.ensemble_bonus`` set, an item found in both views scores the mean plus the bonus, items
+    found in one view keep their score (the dual-view ensemble); otherwise view 0's beams only.
+    Items sharing a view SID share its score, in catalogue order.
+    """
+    views = views if views and len(views) > 1 else [list(range(sids.shape[1]))]
+    indexes = [ViewIndex.build(sids, v) for v in views]
+    used = list(range(len(views))) if len(views) > 1 and cfg.ensemble_bonus is not None else [0]
+    multi_view = len(views) > 1
     sid_tokens = vocab.tokens(sids)
-    out: list[list[tuple[int, ...]]] = []
+    out: list[list[int]] = []
     for start in range(0, len(histories), cfg.eval_batch_size):
-        batch = _sequences_to_tokens(histories[start:start + cfg.eval_batch_size], sid_tokens, cfg.max_history)
-        ranked, _ = beam_search(model, _pad_left(batch), trie, vocab, cfg.beam_size, bf16=cfg.bf16)
-        out.extend(ranked)
+        batch = _pad_left(_sequences_to_tokens(histories[start:start + cfg.eval_batch_size], sid_tokens, cfg.max_history))
+        per_view = []
+        for v in used:
+            ranked, scores = beam_search(model, batch, indexes[v].trie, vocab, cfg.beam_size, bf16=cfg.bf16,
+                                         positions=views[v], task=(v, v, "next") if multi_view else None)
+            per_view.append((v, ranked, scores))
+        for b in range(batch.shape[0]):
+            found: dict[int, list[float]] = {}
+            for v, ranked, scores in per_view:
+                for j, sid in enumerate(ranked[b]):
+                    for item in indexes[v].items[indexes[v].trie.item(sid)]:
+                        found.setdefault(item, []).append(float(scores[b, j]))
+            if len(used) == 1:
+                out.append(list(found))            # insertion order = beam order
+            else:
+                final = {i: (sum(s) / len(s) + cfg.ensemble_bonus if len(s) > 1 else s[0]) for i, s in found.items()}
+                out.append(sorted(final, key=lambda i: -final[i]))
     return out
