@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import git_rev, machine, median_seconds, now, save_json, update_block  # noqa: E402
-from sidkit.retrieval.generator import BOS, GeneratorConfig, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
+from sidkit.retrieval.generator import BOS, GeneratorConfig, ItemHistoryGenerator, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
 from sidkit.retrieval.trie import SIDTrie  # noqa: E402
 
 
@@ -85,19 +85,40 @@ def main() -> None:
         naive = median_seconds(lambda: beam_search(_NoCache(model), hist, trie, vocab, 20), 3)
         results[f"{layers}_layers"] = {"train_step_fp32_s": fp32, "train_step_bf16_s": bf16,
                                        "beam_cached_users_per_s": 64 / cached, "beam_no_cache_users_per_s": 64 / naive}
+        # the item-level model (history: items, the default) at the same encoder depth: one encoder
+        # position per item, 1 decoder layer over the next SID; its beam search re-runs only the decoder
+        item_cfg = GeneratorConfig(n_layers=layers, dropout=0.1, history="items")
+        item_model = ItemHistoryGenerator(vocab.size, 1 + 21 * sid_len, item_cfg, sid_len)
+        item_opt = torch.optim.AdamW(item_model.parameters(), lr=1e-3)
+
+        def item_step():
+            item_model.train()
+            logits = item_model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            item_opt.zero_grad()
+            loss.backward()
+            item_opt.step()
+
+        results[f"{layers}_layers"]["items_train_step_fp32_s"] = median_seconds(item_step, 15)
+        item_model.eval()
+        results[f"{layers}_layers"]["items_beam_users_per_s"] = 64 / median_seconds(
+            lambda: beam_search(item_model, hist, trie, vocab, 20), 3)
         print(layers, results[f"{layers}_layers"], flush=True)
     save_json("generator_speed", {"date": now(), "machine": machine(), "commit": git_rev(), "results": results})
     lines = ["### SID generator speed (Beauty-shaped: 4-token SIDs, 20-item histories, beam 20)\n",
              f"{now()} · {machine()} · commit {git_rev()} · `python benchmarks/generator_speed.py --write` · medians; "
-             "d_model 128, 4 heads, d_ff 512; training step = batch of 64 windows of 8 items; beam search = 64 users.\n",
+             "d_model 128, 4 heads, d_ff 512; training step = batch of 64 windows of 8 items; beam search = 64 users. "
+             "Token model (history: tokens) with and without KV cache; item-level model (history: items) with its "
+             "encoder at the same depth and a 1-layer decoder.\n",
              "| layers | train step fp32 | train step bf16 autocast | bf16 / fp32 | beam search, KV cache | "
-             "beam search, re-run per step (baseline) | speed-up |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "beam search, re-run per step (baseline) | speed-up | items model: train step | items: beam search |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, r in results.items():
         lines.append(f"| {key.split('_')[0]} | {r['train_step_fp32_s'] * 1e3:.0f} ms | {r['train_step_bf16_s'] * 1e3:.0f} ms | "
                      f"{r['train_step_bf16_s'] / r['train_step_fp32_s']:.2f}x | {r['beam_cached_users_per_s']:.0f} users/s | "
                      f"{r['beam_no_cache_users_per_s']:.0f} users/s | "
-                     f"{r['beam_cached_users_per_s'] / r['beam_no_cache_users_per_s']:.1f}x |")
+                     f"{r['beam_cached_users_per_s'] / r['beam_no_cache_users_per_s']:.1f}x | "
+                     f"{r['items_train_step_fp32_s'] * 1e3:.0f} ms | {r['items_beam_users_per_s']:.0f} users/s |")
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write:
