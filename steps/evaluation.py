@@ -8,7 +8,7 @@ from sidkit.data.splits import Splits
 from sidkit.evaluation.bundles import ModelBundle
 from sidkit.evaluation.downstream import evaluate_ranking, evaluate_retrieval
 from sidkit.ranking.din import RankerConfig
-from sidkit.retrieval.generator import GeneratorConfig
+from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
 from sidkit.tracking import flatten, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
@@ -23,7 +23,7 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
     cfg = GeneratorConfig.model_validate(retrieval)
     metrics, model, vocab, history = evaluate_retrieval(sid_table, splits, cfg)
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
-                            info={"vocab_size": vocab.size, "max_len": 1 + (cfg.max_history + 1) * vocab.length,
+                            info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),
                                   "sid_sizes": vocab.sizes, "epochs": len(history),
                                   "views": metrics.get("views")})
     return metrics, bundle

@@ -388,13 +388,18 @@ SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
 
 def build_generator(vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int,
                     views: list[list[int]] | None = None) -> SIDGenerator:
-    """The generator ``cfg.history`` names; max_len = 1 + (max_history + 1) * sid_length tokens.
+    """The generator ``cfg.history`` names; max_len: ``max_tokens(cfg, sid_length)``.
     ``views`` (SID positions per view) needs the item-level model."""
     if cfg.history == "items":
         return ItemHistoryGenerator(vocab_size, max_len, cfg, sid_length, views)
     if views and len(views) > 1:
         raise ValueError("multi-view generation (MACRec) needs history: items")
     return TokenHistoryGenerator(vocab_size, max_len, cfg, sid_length=sid_length)
+
+
+def max_tokens(cfg: GeneratorConfig, sid_length: int) -> int:
+    """Longest token row a generator sees: BOS + (max_history + 1) SIDs (a training window)."""
+    return 1 + (cfg.max_history + 1) * sid_length
 
 
 def _sequences_to_tokens(item_rows: list[list[int]], sid_tokens: np.ndarray, max_items: int) -> list[list[int]]:
@@ -442,8 +447,8 @@ class ViewIndex:
 
 
 def view_tasks(cfg: GeneratorConfig, n_views: int) -> list[tuple[int, int, str]]:
-    """(source view, target view, kind) training tasks; one view: next-SID prediction only."""
-    tasks = [(v, v, "next") for v in range(n_views)] if n_views == 1 or "next" in cfg.view_tasks else []
+    """(source view, target view, kind) training tasks of a multi-view generator."""
+    tasks = [(v, v, "next") for v in range(n_views)] if "next" in cfg.view_tasks else []
     pairs = [(a, b) for a in range(n_views) for b in range(n_views) if a != b]
     if "cross_next" in cfg.view_tasks:
         tasks += [(a, b, "next") for a, b in pairs]
@@ -513,7 +518,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     g = torch_generator(cfg.seed)
     vocab = SIDVocabulary.from_sids(sids)
     sid_tokens = vocab.tokens(sids)
-    max_len = 1 + (cfg.max_history + 1) * vocab.length
+    max_len = max_tokens(cfg, vocab.length)
     multi_view = bool(views) and len(views) > 1
     model = build_generator(vocab.size, max_len, cfg, vocab.length, views if multi_view else None)
     tasks = view_tasks(cfg, len(views)) if multi_view else []
@@ -537,7 +542,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     step = 0
     lengths = torch.tensor([len(w) for w in windows])
     history, best, best_state, bad = [], -1.0, None, 0
-    valid_set = None
+    valid_set, indexes = None, view_indexes(sids, views)
     if valid is not None:
         users = np.arange(len(valid[0]))
         if 0 < cfg.valid_users < len(users):
@@ -577,7 +582,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
         record = {"epoch": epoch, "loss": total / len(windows), "lr": lr_at(step), "seconds": time.perf_counter() - t0}
         if valid_set is not None and ((epoch + 1) % cfg.valid_every == 0 or epoch + 1 == cfg.epochs):
             t1 = time.perf_counter()
-            ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views)
+            ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views, indexes)
             ranks = target_ranks(ranked, valid_set[1])
             record["valid_recall@10"] = recall_at_k(ranks, 10)
             record["valid_seconds"] = time.perf_counter() - t1
@@ -600,20 +605,26 @@ def _task_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD)
 
 
+def view_indexes(sids: np.ndarray, views: list[list[int]] | None) -> list[ViewIndex]:
+    """One ViewIndex per view (several views only for a multi-view SID; else the whole SID)."""
+    return [ViewIndex.build(sids, v) for v in (views if views and len(views) > 1 else [list(range(sids.shape[1]))])]
+
+
 def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray, histories: list[list[int]],
-                    cfg: GeneratorConfig, views: list[list[int]] | None = None) -> list[list[int]]:
+                    cfg: GeneratorConfig, views: list[list[int]] | None = None,
+                    indexes: list[ViewIndex] | None = None) -> list[list[int]]:
     """Ranked item rows per history (item rows), by beam search batched across users.
 
     One view (any SID): the beams' SIDs in score order. Several views (MACRec): each view's beams
     (history and target read in that view) give their items the beam's log-probability; with
     ``cfg.ensemble_bonus`` set, an item found in both views scores the mean plus the bonus, items
     found in one view keep their score (the dual-view ensemble); otherwise view 0's beams only.
-    Items sharing a view SID share its score, in catalogue order.
+    Items sharing a view SID share its score, in catalogue order. ``indexes``: ``view_indexes(sids,
+    views)`` when the caller ranks repeatedly (validation), so the tries are built once.
     """
-    views = views if views and len(views) > 1 else [list(range(sids.shape[1]))]
-    indexes = [ViewIndex.build(sids, v) for v in views]
-    used = list(range(len(views))) if len(views) > 1 and cfg.ensemble_bonus is not None else [0]
-    multi_view = len(views) > 1
+    indexes = indexes or view_indexes(sids, views)
+    multi_view = len(indexes) > 1
+    used = list(range(len(indexes))) if multi_view and cfg.ensemble_bonus is not None else [0]
     sid_tokens = vocab.tokens(sids)
     out: list[list[int]] = []
     for start in range(0, len(histories), cfg.eval_batch_size):
@@ -621,7 +632,7 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
         per_view = []
         for v in used:
             ranked, scores = beam_search(model, batch, indexes[v].trie, vocab, cfg.beam_size, bf16=cfg.bf16,
-                                         positions=views[v], task=(v, v, "next") if multi_view else None)
+                                         positions=indexes[v].positions, task=(v, v, "next") if multi_view else None)
             per_view.append((v, ranked, scores))
         for b in range(batch.shape[0]):
             found: dict[int, list[float]] = {}
