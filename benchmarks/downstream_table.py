@@ -113,6 +113,8 @@ def main() -> None:
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-800:]}
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev()})
+        # re-read before saving: another instance (other --methods) may have finished a row meanwhile
+        merged = {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
         merged[method] = s
         r = s.get("retrieval", {})
         print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import git_rev, machine, median_seconds, now, save_json, update_block  # noqa: E402
-from sidkit.retrieval.generator import BOS, GeneratorConfig, ItemHistoryGenerator, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
+from sidkit.retrieval.generator import BOS, PAD, GeneratorConfig, ItemHistoryGenerator, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
 from sidkit.retrieval.trie import SIDTrie  # noqa: E402
 
 
@@ -65,8 +65,8 @@ def main() -> None:
         cfg = GeneratorConfig(n_layers=layers, dropout=0.1, history="tokens")
         model = TokenHistoryGenerator(vocab.size, 1 + 21 * sid_len, cfg, sid_length=sid_len)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        x = torch.as_tensor(rng.integers(2, vocab.size, (64, 1 + 8 * sid_len)))   # batch 64, 8-item windows
-        x[:, 0] = BOS
+        # batch 64, 8-item windows of real SIDs (the item-level model scores each position's own codes)
+        x = torch.as_tensor(np.concatenate([np.full((64, 1), BOS), vocab.tokens(sids[rng.integers(0, len(sids), (64, 8))].reshape(64 * 8, -1)).reshape(64, -1)], 1))
 
         def step(bf16: bool):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -88,13 +88,13 @@ def main() -> None:
         # the item-level model (history: items, the default) at the same encoder depth: one encoder
         # position per item, 1 decoder layer over the next SID; its beam search re-runs only the decoder
         item_cfg = GeneratorConfig(n_layers=layers, dropout=0.1, history="items")
-        item_model = ItemHistoryGenerator(vocab.size, 1 + 21 * sid_len, item_cfg, sid_len)
+        item_model = ItemHistoryGenerator(vocab, 1 + 21 * sid_len, item_cfg)
         item_opt = torch.optim.AdamW(item_model.parameters(), lr=1e-3)
 
         def item_step():
             item_model.train()
             logits = item_model(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), ignore_index=PAD)
             item_opt.zero_grad()
             loss.backward()
             item_opt.step()

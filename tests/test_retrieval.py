@@ -159,18 +159,23 @@ def test_cached_decoding_matches_a_full_forward_pass():
     torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)
 
 
-def test_item_level_decoding_matches_the_training_forward_pass():
-    """start/extend (beam search) give the logits the training pass gives the same item, padded or not."""
-    from sidkit.retrieval.generator import ItemHistoryGenerator
+@pytest.mark.parametrize("item_input", [{}, {"tie_item_embeddings": False, "prefix_ngram_buckets": 16}])
+def test_item_level_decoding_matches_the_training_forward_pass(item_input):
+    """start/extend (beam search) give the logits the training pass gives the same item, padded or not
+    (also with a separate item table and hashed SID-prefix embeddings)."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator, SIDVocabulary
 
     torch.manual_seed(0)
-    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2)
-    model = ItemHistoryGenerator(20, 1 + 4 * 2, cfg, sid_length=2).eval()
+    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2, **item_input)
+    model = ItemHistoryGenerator(SIDVocabulary([8, 10]), 1 + 4 * 2, cfg).eval()
     # vocab: codes of position 0 -> tokens 2..9, position 1 -> 10..19
     rows = torch.tensor([[0, 0, BOS, 3, 12, 5, 17],      # 2 history items + target (5, 17), left-padded
                          [BOS, 2, 10, 9, 11, 4, 19]])    # 3 items, target (4, 19)
     full = model(rows)                                   # predicts rows[:, 1:]
     assert full.shape == (2, 6, 20) and not torch.isnan(full).any()
+    # each position scores only its own SID position's codes
+    assert torch.isinf(full[:, 2, 10:]).all() and torch.isfinite(full[:, 2, 2:10]).all()
+    assert torch.isinf(full[:, 3, :10]).all() and torch.isfinite(full[:, 3, 10:]).all()
     first, state = model.start(rows[:, :-2])             # the history without the target
     torch.testing.assert_close(first, full[:, -2], atol=1e-5, rtol=1e-5)
     state = state.select(torch.tensor([0, 0, 1]))        # beams: user 0 twice, user 1 once
@@ -245,7 +250,7 @@ def test_dual_view_ensemble_rewards_items_both_views_find():
             B = tokens.shape[0]
             return logits, ItemDecodeState(torch.zeros(B, 1), torch.zeros(B, 0, dtype=torch.long), task)
 
-    model = Fixed(vocab.size, 1 + 3 * 2, GeneratorConfig(d_model=8, n_layers=1, n_heads=1, d_ff=8), 2, [[0], [1]])
+    model = Fixed(vocab, 1 + 3 * 2, GeneratorConfig(d_model=8, n_layers=1, n_heads=1, d_ff=8), [[0], [1]])
     ranked = generate_ranked(model, vocab, sids, [[0, 1]], cfg, [[0], [1]])
     assert ranked[0][0] == 1
     no_bonus = generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}),

@@ -48,11 +48,11 @@ class ModelBundle:
     def build(self) -> nn.Module:
         """Rebuild the module with its weights."""
         if self.kind == "sid-generator":
-            from sidkit.retrieval.generator import GeneratorConfig, build_generator
+            from sidkit.retrieval.generator import GeneratorConfig, SIDVocabulary, build_generator
 
             cfg = GeneratorConfig.model_validate(self.config)
-            model = build_generator(int(self.info["vocab_size"]), int(self.info["max_len"]), cfg,
-                                    len(self.info.get("sid_sizes", [])), self.info.get("views"))
+            model = build_generator(SIDVocabulary([int(n) for n in self.info["sid_sizes"]]), int(self.info["max_len"]),
+                                    cfg, self.info.get("views"))
         elif self.kind == "din-ranker":
             from sidkit.ranking.din import DIN, ItemRepresentation, RankerConfig
 

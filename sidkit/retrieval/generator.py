@@ -65,6 +65,11 @@ class GeneratorConfig(BaseModel):
     bf16: bool = False            # bf16 autocast; measured slower than fp32 at d_model 128 on this CPU
     history: Literal["items", "tokens"] = "items"   # item-level encoder + SID decoder, or decoder-only over tokens
     decoder_layers: int = 1       # ``items``: layers of the causal decoder over the next item's SID tokens
+    tie_item_embeddings: bool = True  # ``items``: history items are summed from the decoder's (output-tied)
+                                      # token table; False: from a separate table
+    prefix_ngram_buckets: int = 0     # ``items``: > 0 adds to each history item the embeddings of its SID
+                                      # prefixes (c1), (c1,c2), ... hashed into this many rows per prefix length
+                                      # (prefix n-grams, Singh et al. 2023); 0 = tokens only
     # MACRec's generator side (item-level model; used when the SID has views, e.g. MACRec's two branches)
     views: Literal["auto", "joint"] = "auto"   # auto: a MACRec SID is read as its branches' views; joint: one view
     view_tasks: list[Literal["next", "cross_next", "translate"]] = ["next", "cross_next", "translate"]
@@ -271,15 +276,25 @@ class ItemHistoryGenerator(nn.Module):
     next-SID generation.
     """
 
-    def __init__(self, vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int,
+    def __init__(self, vocab: SIDVocabulary, max_len: int, cfg: GeneratorConfig,
                  views: list[list[int]] | None = None):
         super().__init__()
+        sid_length = vocab.length
         if sid_length < 1:
             raise ValueError("the item-level generator needs the SID length")
         self.cfg, self.sid_length = cfg, sid_length
+        # the token range of each SID position: position p's logits cover only its own codes
+        self.level_ranges = [(o, o + n) for o, n in zip(vocab.offsets, vocab.sizes)]
         self.views = [list(v) for v in views] if views else [list(range(sid_length))]
         nv = len(self.views)
-        self.tok = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
+        self.tok = nn.Embedding(vocab.size, cfg.d_model, padding_idx=PAD)   # also the output layer (tied)
+        if not cfg.tie_item_embeddings:
+            self.item_tok = nn.Embedding(vocab.size, cfg.d_model, padding_idx=PAD)
+        if cfg.prefix_ngram_buckets:
+            # prefix n-grams of length 2 .. L of each view's SID (length 1 is the token itself)
+            longest = max(len(v) for v in (views or [list(range(sid_length))]))
+            self.prefix_tok = nn.ModuleList(nn.Embedding(cfg.prefix_ngram_buckets, cfg.d_model)
+                                            for _ in range(max(0, longest - 1)))
         self.bos = nn.Parameter(torch.zeros(cfg.d_model))
         # positions: BOS + up to (max_len - 1) / sid_length items
         self.pos = nn.Embedding(2 + (max_len - 1) // sid_length, cfg.d_model)
@@ -290,8 +305,6 @@ class ItemHistoryGenerator(nn.Module):
         self.decoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.decoder_layers))
         self.drop = nn.Dropout(cfg.dropout)
         self.enc_norm, self.norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
-        self.out = nn.Linear(cfg.d_model, vocab_size, bias=False)
-        self.out.weight = self.tok.weight  # tied
         _small_init(self)
         nn.init.normal_(self.bos, std=0.02)
 
@@ -308,7 +321,11 @@ class ItemHistoryGenerator(nn.Module):
         (slot e - 1 being padding means: after BOS only). Reads only the view's SID positions."""
         B, n, _ = items.shape
         real_items = items[:, :, 0] != PAD
-        x = self.tok(items[:, :, self.views[view]]).sum(2) + self.view.weight[view] * real_items[..., None]
+        table = self.tok if self.cfg.tie_item_embeddings else self.item_tok
+        view_items = items[:, :, self.views[view]]
+        x = table(view_items).sum(2) + self.view.weight[view] * real_items[..., None]
+        if self.cfg.prefix_ngram_buckets:
+            x = x + self._prefix_ngrams(view_items)
         x = torch.cat([torch.zeros(B, 1, self.cfg.d_model), x], 1)
         # BOS sits right before the first real item (left padding: at slot n - k)
         bos_at = n - real_items.sum(1)
@@ -321,6 +338,16 @@ class ItemHistoryGenerator(nn.Module):
         for block in self.encoder:
             h, _ = block(h, allowed)
         return self.enc_norm(h)
+
+    def _prefix_ngrams(self, items: torch.Tensor) -> torch.Tensor:
+        """Sum of the hashed prefix n-gram embeddings (lengths 2..L) of items (B, n, L) -> (B, n, d).
+        A polynomial hash of the prefix's tokens (deterministic, the same across processes)."""
+        h = items[..., 0]
+        out = 0
+        for k, table in enumerate(self.prefix_tok, start=1):
+            h = (h * 1_000_003 + items[..., k]) % 2_147_483_647
+            out = out + table(h % self.cfg.prefix_ngram_buckets)
+        return out * (items[..., :1] != PAD)
 
     def encode(self, tokens: torch.Tensor, view: int = 0) -> torch.Tensor:
         return self._encode_items(self._items(tokens), view)
@@ -338,7 +365,14 @@ class ItemHistoryGenerator(nn.Module):
         allowed = torch.tril(torch.ones(s + 1, s + 1, dtype=torch.bool))[None, None]
         for block in self.decoder:
             h, _ = block(h, allowed)
-        return self.out(self.norm(h))
+        h = self.norm(h)
+        # decoder position j emits the target view's j-th SID position: score only that position's codes
+        # (a quarter of a full-vocabulary output layer for 4-token SIDs); other tokens get -inf
+        logits = h.new_full((*h.shape[:2], self.tok.num_embeddings), float("-inf"))
+        for j, level in enumerate(self.views[task[1]][: s + 1]):
+            lo, hi = self.level_ranges[level]
+            logits[:, j, lo:hi] = h[:, j] @ self.tok.weight[lo:hi].T
+        return logits
 
     def task_logits(self, tokens: torch.Tensor, src: int = 0, tgt: int = 0,
                     kind: str = "next") -> tuple[torch.Tensor, torch.Tensor]:
@@ -386,15 +420,15 @@ class ItemHistoryGenerator(nn.Module):
 SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
 
 
-def build_generator(vocab_size: int, max_len: int, cfg: GeneratorConfig, sid_length: int,
+def build_generator(vocab: SIDVocabulary, max_len: int, cfg: GeneratorConfig,
                     views: list[list[int]] | None = None) -> SIDGenerator:
     """The generator ``cfg.history`` names; max_len: ``max_tokens(cfg, sid_length)``.
     ``views`` (SID positions per view) needs the item-level model."""
     if cfg.history == "items":
-        return ItemHistoryGenerator(vocab_size, max_len, cfg, sid_length, views)
+        return ItemHistoryGenerator(vocab, max_len, cfg, views)
     if views and len(views) > 1:
         raise ValueError("multi-view generation (MACRec) needs history: items")
-    return TokenHistoryGenerator(vocab_size, max_len, cfg, sid_length=sid_length)
+    return TokenHistoryGenerator(vocab.size, max_len, cfg, sid_length=vocab.length)
 
 
 def max_tokens(cfg: GeneratorConfig, sid_length: int) -> int:
@@ -520,7 +554,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     sid_tokens = vocab.tokens(sids)
     max_len = max_tokens(cfg, vocab.length)
     multi_view = bool(views) and len(views) > 1
-    model = build_generator(vocab.size, max_len, cfg, vocab.length, views if multi_view else None)
+    model = build_generator(vocab, max_len, cfg, views if multi_view else None)
     tasks = view_tasks(cfg, len(views)) if multi_view else []
     if multi_view and distributed.active():
         raise ValueError("multi-view (MACRec) generator training runs several forward passes per step; "
