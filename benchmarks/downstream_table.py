@@ -163,7 +163,10 @@ def main() -> None:
     eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
     versions = latest_versions(MODELS[args.dataset])
     results_path = ROOT / "benchmarks" / "results" / f"downstream_{args.dataset}.json"
-    merged = {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
+    def stored_runs() -> dict[str, dict]:
+        return {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
+
+    merged = stored_runs()
     if args.sasrec_reference and versions:
         ref = sasrec_reference(MODELS[args.dataset], next(iter(versions.values())))
         ref.update(measured_at=now(), commit=git_rev())
@@ -185,7 +188,7 @@ def main() -> None:
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev()})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile
-        merged = {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
+        merged = stored_runs()
         merged[method] = s
         r = s.get("retrieval", {})
         print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",

@@ -292,9 +292,8 @@ class ItemHistoryGenerator(nn.Module):
             self.item_tok = nn.Embedding(vocab.size, cfg.d_model, padding_idx=PAD)
         if cfg.prefix_ngram_buckets:
             # prefix n-grams of length 2 .. L of each view's SID (length 1 is the token itself)
-            longest = max(len(v) for v in (views or [list(range(sid_length))]))
             self.prefix_tok = nn.ModuleList(nn.Embedding(cfg.prefix_ngram_buckets, cfg.d_model)
-                                            for _ in range(max(0, longest - 1)))
+                                            for _ in range(max(len(v) for v in self.views) - 1))
         self.bos = nn.Parameter(torch.zeros(cfg.d_model))
         # positions: BOS + up to (max_len - 1) / sid_length items
         self.pos = nn.Embedding(2 + (max_len - 1) // sid_length, cfg.d_model)
