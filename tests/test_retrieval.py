@@ -159,10 +159,12 @@ def test_cached_decoding_matches_a_full_forward_pass():
     torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("item_input", [{}, {"tie_item_embeddings": False, "prefix_ngram_buckets": 16}])
+@pytest.mark.parametrize("item_input", [{}, {"prefix_ngram_buckets": 16},
+                                        {"cross_attention": False, "tie_item_embeddings": True}])
 def test_item_level_decoding_matches_the_training_forward_pass(item_input):
     """start/extend (beam search) give the logits the training pass gives the same item, padded or not
-    (also with a separate item table and hashed SID-prefix embeddings)."""
+    (default: decoder cross-attending to the encoded history, separate item table; also with hashed
+    SID-prefix embeddings, and with a decoder that sees only the last state and output-tied items)."""
     from sidkit.retrieval.generator import ItemHistoryGenerator, SIDVocabulary
 
     torch.manual_seed(0)
@@ -208,6 +210,32 @@ def test_view_index_maps_shared_view_sids_to_every_item():
     index = ViewIndex.build(sids, [0, 1])
     assert sorted(map(sorted, index.items)) == [[0, 1], [2]]
     assert index.items[index.trie.item((0, 1))] == [0, 1]
+    # a view SID is only excluded from the beam once every item behind it is in the history
+    assert index.fully_covered({0}) == set() and index.fully_covered({0, 1, 2}) == {(0, 1), (2, 0)}
+
+
+@pytest.mark.parametrize("views", [None, [[0], [1]]])
+def test_excluded_history_items_take_no_beam_slot(views):
+    """exclude_history masks the history's items inside the beam search: with a beam as wide as the
+    unseen part of the catalogue, the ranking is exactly the unseen items (a filter applied after the
+    search would leave gaps wherever the model ranked a history item)."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator
+
+    torch.manual_seed(0)
+    sids = np.array([[a, b] for a in range(3) for b in range(3)])      # 9 items
+    vocab = SIDVocabulary.from_sids(sids)
+    cfg = GeneratorConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0, beam_size=6,
+                          exclude_history=True, ensemble_bonus=1.0)
+    model = ItemHistoryGenerator(vocab, 1 + 21 * 2, cfg, views).eval()
+    histories = [[0, 4, 8], [1, 2, 3], [5, 6, 7], [2, 4, 6]]
+    ranked = generate_ranked(model, vocab, sids, histories, cfg, views)
+    for h, r in zip(histories, ranked):
+        if views is None:
+            assert sorted(r) == sorted(set(range(9)) - set(h))
+        else:   # per-view SIDs are shared by 3 items each: unseen items only, none lost to a history item
+            assert r and not set(r) & set(h)
+    plain = generate_ranked(model, vocab, sids, histories, cfg.model_copy(update={"exclude_history": False}), views)
+    assert any(set(r) & set(h) for h, r in zip(histories, plain))      # the model does rank history items
 
 
 @pytest.mark.slow

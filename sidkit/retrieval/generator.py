@@ -12,7 +12,9 @@ tokens (no item IDs) and generating the next item's SID token by token under a t
   into an item before it can learn item-to-item transitions; on Amazon Beauty it stayed near
   popularity within the epochs this CPU affords (R@10 0.023, BENCHMARKS.md), while the item-level
   encoder learns transitions at the pace of a sequential recommender. TIGER's own encoder is
-  token-level with a cross-attending decoder; ours differs there (documented choice).
+  token-level; ours differs there (documented choice). With ``cross_attention`` the decoder also
+  attends to every encoder output of the history, as TIGER's decoder does, not only to the state
+  after the last item.
 * ``tokens``: decoder-only over the flat token sequence ``BOS, sid(item_1), sid(item_2), ...``;
   every token is predicted from all earlier tokens; beam search reuses cached history keys.
 
@@ -65,8 +67,11 @@ class GeneratorConfig(BaseModel):
     bf16: bool = False            # bf16 autocast; measured slower than fp32 at d_model 128 on this CPU
     history: Literal["items", "tokens"] = "items"   # item-level encoder + SID decoder, or decoder-only over tokens
     decoder_layers: int = 1       # ``items``: layers of the causal decoder over the next item's SID tokens
-    tie_item_embeddings: bool = True  # ``items``: history items are summed from the decoder's (output-tied)
-                                      # token table; False: from a separate table
+    cross_attention: bool = True   # ``items``: each decoder layer also attends to the encoder outputs of the
+                                   # whole history (TIGER's encoder-decoder); False: the decoder sees only
+                                   # the encoder state after the last item
+    tie_item_embeddings: bool = False  # ``items``: True: history items are summed from the decoder's
+                                       # (output-tied) token table; False: from a separate table
     prefix_ngram_buckets: int = 0     # ``items``: > 0 adds to each history item the embeddings of its SID
                                       # prefixes (c1), (c1,c2), ... hashed into this many rows per prefix length
                                       # (prefix n-grams, Singh et al. 2023); 0 = tokens only
@@ -76,6 +81,10 @@ class GeneratorConfig(BaseModel):
     implicit_alignment: float = 0.01   # weight of the encoder's cross-view InfoNCE (0 = off)
     ensemble_bonus: float | None = 1.0  # dual-view ensemble: items both views' beams find get mean + bonus;
                                         # None: rank by view 0's beams only
+    exclude_history: bool = False  # rank only items the user has not interacted with (the history's items
+                                   # are masked in the beam search itself, so they take no beam slot). For
+                                   # data without repeat consumption (5-core Amazon, MovieLens ratings);
+                                   # keep False where users re-buy
     seed: int = 0
 
 
@@ -148,6 +157,32 @@ class _Block(nn.Module):
         a = a + (w[..., T:].transpose(1, 2).reshape(U * beams, H, 1, -1) @ own_v).reshape(U, beams, H, dh).transpose(1, 2)
         a = a.transpose(1, 2).reshape(U * beams, H, 1, dh)       # (rows, h, 1, dh)
         return self._finish(x, a), (own_k, own_v)
+
+
+class _CrossAttention(nn.Module):
+    """Pre-norm attention from decoder positions to encoder outputs (``ItemHistoryGenerator`` with
+    ``cross_attention``). Memory keys/values are projected once per history and shared by all of
+    its target slots: queries (G, n, L, d) -- n target slots of L decoder positions -- attend to
+    memory (G, M, d) under ``allowed`` (G, n, M), which slot i's causal view of the history."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads, self.p = cfg.n_heads, cfg.dropout
+        self.ln = nn.LayerNorm(d)
+        self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        G, n, L, d = x.shape
+        H = self.n_heads
+        q = self.q(self.ln(x)).reshape(G, n, L, H, d // H)
+        k, v = self.kv(memory).reshape(G, memory.shape[1], 2, H, d // H).unbind(2)
+        s = torch.einsum("gnlhd,gmhd->gnhlm", q, k) / math.sqrt(d // H)
+        s = s.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
+        w = F.dropout(torch.softmax(s.float(), -1).to(q.dtype), self.p, self.training)
+        a = torch.einsum("gnhlm,gmhd->gnlhd", w, v).reshape(G, n, L, d)
+        return x + self.drop(self.proj(a))
 
 
 def _small_init(model: nn.Module) -> None:
@@ -252,9 +287,11 @@ class ItemDecodeState:
     context: torch.Tensor       # (rows, d)
     prefix: torch.Tensor        # (rows, generated tokens)
     task: tuple[int, int, str] = (0, 0, "next")
+    memory: tuple[torch.Tensor, torch.Tensor] | None = None   # cross_attention: (rows, M, d), (rows, 1, M)
 
     def select(self, rows: torch.Tensor) -> "ItemDecodeState":
-        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task)
+        memory = None if self.memory is None else (self.memory[0][rows], self.memory[1][rows])
+        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task, memory)
 
 
 TASK_KINDS = ("next", "translate")
@@ -302,6 +339,8 @@ class ItemHistoryGenerator(nn.Module):
         self.task = nn.Embedding(len(TASK_KINDS) * nv * nv, cfg.d_model)
         self.encoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layers))
         self.decoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.decoder_layers))
+        if cfg.cross_attention:
+            self.cross = nn.ModuleList(_CrossAttention(cfg) for _ in range(cfg.decoder_layers))
         self.drop = nn.Dropout(cfg.dropout)
         self.enc_norm, self.norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         _small_init(self)
@@ -315,9 +354,10 @@ class ItemHistoryGenerator(nn.Module):
         body = tokens[:, 1:]
         return body.masked_fill(body < N_SPECIAL, PAD).reshape(B, -1, self.sid_length)
 
-    def _encode_items(self, items: torch.Tensor, view: int) -> torch.Tensor:
-        """items (B, n, L) -> encoder outputs (B, n + 1, d); output e is the context after slot e - 1
-        (slot e - 1 being padding means: after BOS only). Reads only the view's SID positions."""
+    def _encode_items(self, items: torch.Tensor, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """items (B, n, L) -> encoder outputs (B, n + 1, d) and which of them are real (BOS or an item);
+        output e is the context after slot e - 1 (slot e - 1 being padding means: after BOS only).
+        Reads only the view's SID positions."""
         B, n, _ = items.shape
         real_items = items[:, :, 0] != PAD
         table = self.tok if self.cfg.tie_item_embeddings else self.item_tok
@@ -336,7 +376,15 @@ class ItemHistoryGenerator(nn.Module):
         allowed = _causal_mask(real)
         for block in self.encoder:
             h, _ = block(h, allowed)
-        return self.enc_norm(h)
+        return self.enc_norm(h), real
+
+    @staticmethod
+    def _memory_mask(real: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, n, n + 1): target slot i may attend to encoder outputs 0..i that are real (itself always,
+        so that no row is fully masked)."""
+        M = real.shape[1]
+        seen = torch.tril(torch.ones(n, M, dtype=torch.bool))
+        return seen[None] & (real[:, None, :] | torch.eye(n, M, dtype=torch.bool)[None])
 
     def _prefix_ngrams(self, items: torch.Tensor) -> torch.Tensor:
         """Sum of the hashed prefix n-gram embeddings (lengths 2..L) of items (B, n, L) -> (B, n, d).
@@ -349,20 +397,26 @@ class ItemHistoryGenerator(nn.Module):
         return out * (items[..., :1] != PAD)
 
     def encode(self, tokens: torch.Tensor, view: int = 0) -> torch.Tensor:
-        return self._encode_items(self._items(tokens), view)
+        return self._encode_items(self._items(tokens), view)[0]
 
     def _task_index(self, src: int, tgt: int, kind: str) -> int:
         nv = len(self.views)
         return TASK_KINDS.index(kind) * nv * nv + src * nv + tgt
 
-    def _decode(self, context: torch.Tensor, prefix: torch.Tensor, task: tuple[int, int, str]) -> torch.Tensor:
-        """context (R, d), prefix (R, s) tokens of the target view -> logits (R, s + 1, vocab)."""
+    def _decode(self, context: torch.Tensor, prefix: torch.Tensor, task: tuple[int, int, str],
+                memory: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """context (R, d), prefix (R, s) tokens of the target view -> logits (R, s + 1, vocab).
+        ``memory`` (cross_attention): encoder outputs (G, M, d) and mask (G, R / G, M); the R rows are
+        G groups of R / G target slots sharing one encoded history."""
         s = prefix.shape[1]
         first = context + self.task.weight[self._task_index(*task)]
         h = torch.cat([first[:, None], self.tok(prefix)], 1) + self.level.weight[self.views[task[1]][: s + 1]]
         h = self.drop(h)
         allowed = torch.tril(torch.ones(s + 1, s + 1, dtype=torch.bool))[None, None]
-        for block in self.decoder:
+        for i, block in enumerate(self.decoder):
+            if self.cfg.cross_attention:
+                G = memory[0].shape[0]
+                h = self.cross[i](h.reshape(G, -1, *h.shape[1:]), *memory).reshape(h.shape)
             h, _ = block(h, allowed)
         h = self.norm(h)
         # decoder position j emits the target view's j-th SID position: score only that position's codes
@@ -381,11 +435,16 @@ class ItemHistoryGenerator(nn.Module):
         B, n, _ = items.shape
         target = items[:, :, self.views[tgt]]
         if kind == "next":
-            context = self._encode_items(items, src)[:, :n]          # context of slot i = output after slot i - 1
+            enc, real = self._encode_items(items, src)
+            context = enc[:, :n]                                      # context of slot i = output after slot i - 1
+            memory = (enc, self._memory_mask(real, n))
         else:                                                         # each item alone: BOS, item
-            context = self._encode_items(items.reshape(B * n, 1, -1), src)[:, 1].reshape(B, n, -1)
+            enc, real = self._encode_items(items.reshape(B * n, 1, -1), src)
+            context = enc[:, 1].reshape(B, n, -1)
+            memory = (enc, real[:, None, :])
         Lt = target.shape[2]
-        logits = self._decode(context.reshape(B * n, -1), target[:, :, : Lt - 1].reshape(B * n, Lt - 1), (src, tgt, kind))
+        logits = self._decode(context.reshape(B * n, -1), target[:, :, : Lt - 1].reshape(B * n, Lt - 1), (src, tgt, kind),
+                              memory if self.cfg.cross_attention else None)
         return logits.reshape(B, n, Lt, -1), target
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -400,20 +459,23 @@ class ItemHistoryGenerator(nn.Module):
         """MACRec's implicit alignment: InfoNCE between the encoder states of the same history read in
         view 0 and in view 1 (the state after each row's last item; the other rows are negatives)."""
         items = self._items(tokens)
-        a = F.normalize(self._encode_items(items, 0)[:, -1], dim=-1)
-        b = F.normalize(self._encode_items(items, 1)[:, -1], dim=-1)
+        a = F.normalize(self._encode_items(items, 0)[0][:, -1], dim=-1)
+        b = F.normalize(self._encode_items(items, 1)[0][:, -1], dim=-1)
         logits = a @ b.T / temperature
         labels = torch.arange(len(a))
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
     def start(self, tokens: torch.Tensor, task: tuple[int, int, str] = (0, 0, "next")) -> tuple[torch.Tensor, ItemDecodeState]:
-        context = self.encode(tokens, task[0])[:, -1]
+        enc, real = self._encode_items(self._items(tokens), task[0])
+        context = enc[:, -1]
+        memory = (enc, real[:, None, :]) if self.cfg.cross_attention else None
         prefix = torch.zeros(tokens.shape[0], 0, dtype=torch.long)
-        return self._decode(context, prefix, task)[:, -1], ItemDecodeState(context, prefix, task)
+        return self._decode(context, prefix, task, memory)[:, -1], ItemDecodeState(context, prefix, task, memory)
 
     def extend(self, state: ItemDecodeState, tokens: torch.Tensor) -> tuple[torch.Tensor, ItemDecodeState]:
         prefix = torch.cat([state.prefix, tokens[:, None]], 1)
-        return self._decode(state.context, prefix, state.task)[:, -1], ItemDecodeState(state.context, prefix, state.task)
+        logits = self._decode(state.context, prefix, state.task, state.memory)[:, -1]
+        return logits, ItemDecodeState(state.context, prefix, state.task, state.memory)
 
 
 SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
@@ -469,14 +531,23 @@ class ViewIndex:
     positions: list[int]
     trie: SIDTrie               # over unique view SIDs; trie.item(sid) -> index into ``items``
     items: list[list[int]]      # unique view SID -> item rows
+    keys: list[tuple[int, ...]]  # unique view SIDs
+    key_of: np.ndarray          # item row -> index into ``keys``
 
     @classmethod
     def build(cls, sids: np.ndarray, positions: list[int]) -> "ViewIndex":
         unique, inverse = np.unique(sids[:, positions], axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).reshape(-1)
         items: list[list[int]] = [[] for _ in range(len(unique))]
-        for row, k in enumerate(np.asarray(inverse).reshape(-1).tolist()):
+        for row, k in enumerate(inverse.tolist()):
             items[k].append(row)
-        return cls(list(positions), SIDTrie(unique.tolist(), list(range(len(unique)))), items)
+        keys = [tuple(int(c) for c in u) for u in unique.tolist()]
+        return cls(list(positions), SIDTrie(keys, list(range(len(unique)))), items, keys, inverse)
+
+    def fully_covered(self, rows: set[int]) -> set[tuple[int, ...]]:
+        """The view SIDs all of whose items are in ``rows`` (a beam need not produce them)."""
+        keys = {int(self.key_of[r]) for r in rows}
+        return {self.keys[k] for k in keys if all(i in rows for i in self.items[k])}
 
 
 def view_tasks(cfg: GeneratorConfig, n_views: int) -> list[tuple[int, int, str]]:
@@ -495,8 +566,10 @@ def view_tasks(cfg: GeneratorConfig, n_views: int) -> list[tuple[int, int, str]]
 @torch.no_grad()
 def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabulary,
                 beam_size: int, bf16: bool = False, positions: list[int] | None = None,
-                task: tuple[int, int, str] | None = None) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
+                task: tuple[int, int, str] | None = None,
+                exclude: list[set[tuple[int, ...]]] | None = None) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
     """Batched beam search constrained by ``trie``; returns per user the SIDs (best first) and scores.
+    ``exclude``: per user, complete SIDs the search must not produce (masked at the last position).
 
     histories: (batch, T) left-padded token ids ending with the last history item's tokens.
     ``model`` provides ``start(tokens) -> (last logits, state)`` and ``extend(state, tokens)``,
@@ -521,8 +594,13 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
         lo, hi = offsets[position], offsets[position] + vocab.sizes[position]
         logp = F.log_softmax(logits.float(), dim=-1)[:, lo:hi]  # (B * beams, codes at this position)
         mask = torch.full_like(logp, float("-inf"))
+        last = step == len(positions) - 1
         for r, prefix in enumerate(prefixes):
             mask[r, trie.allowed(prefix)] = 0.0
+            if last and exclude is not None and exclude[r // beams]:
+                banned = [sid[-1] for sid in exclude[r // beams] if sid[:-1] == prefix]
+                if banned:
+                    mask[r, banned] = float("-inf")
         cand = (scores.reshape(-1, 1) + logp + mask).reshape(B, beams * logp.shape[1])
         k = min(beam_size, int(torch.isfinite(cand).sum(1).max()))
         top_scores, top_idx = cand.topk(k, dim=1)
@@ -661,18 +739,23 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
     sid_tokens = vocab.tokens(sids)
     out: list[list[int]] = []
     for start in range(0, len(histories), cfg.eval_batch_size):
-        batch = _pad_left(_sequences_to_tokens(histories[start:start + cfg.eval_batch_size], sid_tokens, cfg.max_history))
+        rows = histories[start:start + cfg.eval_batch_size]
+        batch = _pad_left(_sequences_to_tokens(rows, sid_tokens, cfg.max_history))
+        seen = [set(r) for r in rows] if cfg.exclude_history else [set() for _ in rows]
         per_view = []
         for v in used:
+            exclude = [indexes[v].fully_covered(s) for s in seen] if cfg.exclude_history else None
             ranked, scores = beam_search(model, batch, indexes[v].trie, vocab, cfg.beam_size, bf16=cfg.bf16,
-                                         positions=indexes[v].positions, task=(v, v, "next") if multi_view else None)
+                                         positions=indexes[v].positions, task=(v, v, "next") if multi_view else None,
+                                         exclude=exclude)
             per_view.append((v, ranked, scores))
         for b in range(batch.shape[0]):
             found: dict[int, list[float]] = {}
             for v, ranked, scores in per_view:
                 for j, sid in enumerate(ranked[b]):
                     for item in indexes[v].items[indexes[v].trie.item(sid)]:
-                        found.setdefault(item, []).append(float(scores[b, j]))
+                        if item not in seen[b]:
+                            found.setdefault(item, []).append(float(scores[b, j]))
             if len(used) == 1:
                 out.append(list(found))            # insertion order = beam order
             else:
