@@ -163,7 +163,7 @@ class _CrossAttention(nn.Module):
     """Pre-norm attention from decoder positions to encoder outputs (``ItemHistoryGenerator`` with
     ``cross_attention``). Memory keys/values are projected once per history and shared by all of
     its target slots: queries (G, n, L, d) -- n target slots of L decoder positions -- attend to
-    memory (G, M, d) under ``allowed`` (G, n, M), which slot i's causal view of the history."""
+    memory (G, M, d) under ``allowed`` (G, n, M), slot i's causal view of the history."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
