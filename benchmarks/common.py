@@ -27,7 +27,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    # the CPU's vector ISA as torch sees it: bf16 autocast only pays with AVX512-BF16/AMX
+    # (the same "2-core" machine has come up with and without it between sessions)
+    isa = torch.backends.cpu.get_cpu_capability()
+    return (f"{cpu} ({isa}), {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"Python {platform.python_version()}")
 
 
