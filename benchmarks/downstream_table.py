@@ -177,14 +177,20 @@ def main() -> None:
             print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
                   f"python run.py train --config configs/train_{args.dataset}_{method}.yaml", flush=True)
             continue
-        with tempfile.TemporaryDirectory() as tmp:
+        # the run's own output (per-epoch lines) goes to a log to follow while it runs (tail -f)
+        log = ROOT / "benchmarks" / "logs" / f"downstream_{args.dataset}_{method}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"{method}: model version {versions[method]}, log {log.relative_to(ROOT)}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp, log.open("w") as log_file:
             out = Path(tmp) / "e.json"
             cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", versions[method],
                    "--summary", str(out)]
             t = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "SIDKIT_PROGRESS": "0"})
+            subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "SIDKIT_PROGRESS": "0"})
             wall = time.perf_counter() - t
-            s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-800:]}
+            s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
+                                                                  "error": log.read_text()[-800:]}
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev()})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile

@@ -1,5 +1,6 @@
 """Downstream evaluation steps: generative retrieval, ranking, publishing the metrics."""
 
+import logging
 from typing import Annotated, Tuple
 
 from zenml import get_step_context, log_metadata, step
@@ -13,6 +14,8 @@ from sidkit.sids.table import SIDTable
 from sidkit.tracking import flatten, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
 
+logger = logging.getLogger("sidkit")
+
 
 @step
 def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval: dict) -> Tuple[
@@ -21,7 +24,8 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
 ]:
     """Train the SID generator on the training split; Recall/NDCG@K on the test items (full catalogue)."""
     cfg = GeneratorConfig.model_validate(retrieval)
-    metrics, model, vocab, history = evaluate_retrieval(sid_table, splits, cfg)
+    metrics, model, vocab, history = evaluate_retrieval(
+        sid_table, splits, cfg, on_epoch=lambda e, rec: logger.info("SID generator epoch %d: %s", e, rec))
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),
                                   "sid_sizes": vocab.sizes, "epochs": len(history),

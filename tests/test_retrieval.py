@@ -159,7 +159,7 @@ def test_cached_decoding_matches_a_full_forward_pass():
     torch.testing.assert_close(got, model(seqs)[:, -1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("item_input", [{}, {"prefix_ngram_buckets": 16},
+@pytest.mark.parametrize("item_input", [{}, {"prefix_ngram_buckets": 16}, {"decoder_d_ff": 8},
                                         {"cross_attention": False, "tie_item_embeddings": True}])
 def test_item_level_decoding_matches_the_training_forward_pass(item_input):
     """start/extend (beam search) give the logits the training pass gives the same item, padded or not
@@ -170,6 +170,7 @@ def test_item_level_decoding_matches_the_training_forward_pass(item_input):
     torch.manual_seed(0)
     cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2, **item_input)
     model = ItemHistoryGenerator(SIDVocabulary([8, 10]), 1 + 4 * 2, cfg).eval()
+    assert model.decoder[0].ff[0].out_features == item_input.get("decoder_d_ff", 32)
     # vocab: codes of position 0 -> tokens 2..9, position 1 -> 10..19
     rows = torch.tensor([[0, 0, BOS, 3, 12, 5, 17],      # 2 history items + target (5, 17), left-padded
                          [BOS, 2, 10, 9, 11, 4, 19]])    # 3 items, target (4, 19)
@@ -185,6 +186,33 @@ def test_item_level_decoding_matches_the_training_forward_pass(item_input):
     torch.testing.assert_close(second[[0, 2]], full[:, -1], atol=1e-5, rtol=1e-5)
     # padding does not change the prediction: user 0 alone, unpadded
     torch.testing.assert_close(model(rows[:1, 2:])[0], full[0, 2:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cross_attention", [True, False])
+def test_item_level_cached_decoding_survives_beam_reordering(cross_attention):
+    """Beam search decodes one position per step against cached decoder keys/values; after rows are
+    reordered and duplicated between steps, every row's logits still equal the training pass on its
+    own prefix (3-token SIDs, 2 decoder layers, two users with different histories)."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator, SIDVocabulary
+
+    torch.manual_seed(1)
+    cfg = GeneratorConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2,
+                          cross_attention=cross_attention)
+    model = ItemHistoryGenerator(SIDVocabulary([4, 5, 3]), 1 + 4 * 3, cfg).eval()
+    # tokens: position 0 -> 2..5, position 1 -> 6..10, position 2 -> 11..13
+    hist = torch.tensor([[0, 0, 0, BOS, 3, 7, 12],
+                         [BOS, 2, 6, 11, 5, 10, 13]])
+    targets = {0: [4, 8, 11], 1: [2, 9, 13], 2: [5, 6, 12]}     # row -> SID it will follow
+    owners = [0, 1, 0]                                           # rows 0 and 2 belong to user 0
+    logits, state = model.start(hist)
+    state = state.select(torch.tensor(owners))
+    logits, state = model.extend(state, torch.tensor([targets[r][0] for r in range(3)]))
+    state = state.select(torch.tensor([2, 1, 0]))                # reorder the beams
+    order = [2, 1, 0]
+    logits, state = model.extend(state, torch.tensor([targets[r][1] for r in order]))
+    for row, r in enumerate(order):
+        full = model(torch.cat([hist[owners[r]], torch.tensor(targets[r])])[None])[0]
+        torch.testing.assert_close(logits[row], full[-1], atol=1e-5, rtol=1e-5)
 
 
 def _two_view_walks(seed: int = 0):

@@ -25,6 +25,7 @@ padding does not shift them). ``forward(tokens)`` returns the logits that predic
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -64,9 +65,12 @@ class GeneratorConfig(BaseModel):
     valid_every: int = 1          # validate (beam search on validation users) every N epochs
     valid_users: int = 0          # validate on a fixed random sample of this many users (0 = all)
     level_embedding: bool = True  # add an embedding of the SID position (level) each token is at
-    bf16: bool = False            # bf16 autocast; measured slower than fp32 at d_model 128 on this CPU
+    bf16: bool = False            # bf16 autocast; slower than fp32 on our CPUs at these sizes (README)
     history: Literal["items", "tokens"] = "items"   # item-level encoder + SID decoder, or decoder-only over tokens
     decoder_layers: int = 1       # ``items``: layers of the causal decoder over the next item's SID tokens
+    decoder_d_ff: int | None = None  # ``items``: the decoder's feed-forward width (None: d_ff). The decoder
+                                     # runs on L positions per target item, the encoder on one, so a wide
+                                     # encoder with a narrow decoder costs far less than both wide
     cross_attention: bool = True   # ``items``: each decoder layer also attends to the encoder outputs of the
                                    # whole history (TIGER's encoder-decoder); False: the decoder sees only
                                    # the encoder state after the last item
@@ -117,14 +121,14 @@ class SIDVocabulary:
 class _Block(nn.Module):
     """Pre-norm causal self-attention block; ``step`` decodes one token per beam against cached keys."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: GeneratorConfig, d_ff: int | None = None):
         super().__init__()
-        d = cfg.d_model
+        d, d_ff = cfg.d_model, d_ff or cfg.d_ff
         self.n_heads, self.p = cfg.n_heads, cfg.dropout
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
-        self.ff = nn.Sequential(nn.Linear(d, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, d))
+        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
         self.drop = nn.Dropout(cfg.dropout)
 
     def _qkv(self, x: torch.Tensor):
@@ -158,6 +162,14 @@ class _Block(nn.Module):
         a = a.transpose(1, 2).reshape(U * beams, H, 1, dh)       # (rows, h, 1, dh)
         return self._finish(x, a), (own_k, own_v)
 
+    def step_own(self, x: torch.Tensor, own: tuple[torch.Tensor, torch.Tensor] | None):
+        """x (rows, 1, d): one new position attending to its row's cached keys/values ``own``
+        (rows, h, s, dh; None at the first position) and to itself; returns the output and the cache."""
+        q, k, v = self._qkv(x)
+        if own is not None:
+            k, v = torch.cat([own[0], k], 2), torch.cat([own[1], v], 2)
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v)), (k, v)
+
 
 class _CrossAttention(nn.Module):
     """Pre-norm attention from decoder positions to encoder outputs (``ItemHistoryGenerator`` with
@@ -173,11 +185,15 @@ class _CrossAttention(nn.Module):
         self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def project(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (G, M, d) -> keys, values (G, M, h, dh)."""
+        G, M, d = memory.shape
+        return self.kv(memory).reshape(G, M, 2, self.n_heads, d // self.n_heads).unbind(2)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         G, n, L, d = x.shape
         H = self.n_heads
         q = self.q(self.ln(x)).reshape(G, n, L, H, d // H)
-        k, v = self.kv(memory).reshape(G, memory.shape[1], 2, H, d // H).unbind(2)
         s = torch.einsum("gnlhd,gmhd->gnhlm", q, k) / math.sqrt(d // H)
         s = s.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
         w = F.dropout(torch.softmax(s.float(), -1).to(q.dtype), self.p, self.training)
@@ -287,11 +303,30 @@ class ItemDecodeState:
     context: torch.Tensor       # (rows, d)
     prefix: torch.Tensor        # (rows, generated tokens)
     task: tuple[int, int, str] = (0, 0, "next")
-    memory: tuple[torch.Tensor, torch.Tensor] | None = None   # cross_attention: (rows, M, d), (rows, 1, M)
+    # cross_attention: each user's projected memory (per decoder layer: keys, values (users, M, h, dh))
+    # and mask (users, 1, M), computed once per user; ``owner`` maps each row (beam) to its user
+    memory: "CrossMemory | None" = None
+    owner: torch.Tensor | None = None
+    # the decoder's self-attention keys/values of the positions decoded so far, per layer (rows, h, s, dh)
+    cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def select(self, rows: torch.Tensor) -> "ItemDecodeState":
-        memory = None if self.memory is None else (self.memory[0][rows], self.memory[1][rows])
-        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task, memory)
+        owner = None if self.owner is None else self.owner[rows]
+        cache = None if self.cache is None else [(k[rows], v[rows]) for k, v in self.cache]
+        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task, self.memory, owner, cache)
+
+
+@dataclass
+class CrossMemory:
+    """Encoder outputs as the decoder's cross-attention reads them: keys and values per decoder layer
+    (G, M, h, dh), projected once per encoded history, and the mask (G, n, M) of what target slot i
+    may see."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    allowed: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> "CrossMemory":
+        return CrossMemory([(k[index], v[index]) for k, v in self.kv], self.allowed[index])
 
 
 TASK_KINDS = ("next", "translate")
@@ -338,7 +373,7 @@ class ItemHistoryGenerator(nn.Module):
         self.view = nn.Embedding(nv, cfg.d_model)                       # the view an encoder input is read in
         self.task = nn.Embedding(len(TASK_KINDS) * nv * nv, cfg.d_model)
         self.encoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layers))
-        self.decoder = nn.ModuleList(_Block(cfg) for _ in range(cfg.decoder_layers))
+        self.decoder = nn.ModuleList(_Block(cfg, cfg.decoder_d_ff) for _ in range(cfg.decoder_layers))
         if cfg.cross_attention:
             self.cross = nn.ModuleList(_CrossAttention(cfg) for _ in range(cfg.decoder_layers))
         self.drop = nn.Dropout(cfg.dropout)
@@ -403,11 +438,17 @@ class ItemHistoryGenerator(nn.Module):
         nv = len(self.views)
         return TASK_KINDS.index(kind) * nv * nv + src * nv + tgt
 
+    def _memory(self, enc: torch.Tensor, allowed: torch.Tensor) -> CrossMemory | None:
+        """Encoder outputs (G, M, d) and mask (G, n, M) -> the decoder layers' cross-attention memory."""
+        if not self.cfg.cross_attention:
+            return None
+        return CrossMemory([cross.project(enc) for cross in self.cross], allowed)
+
     def _decode(self, context: torch.Tensor, prefix: torch.Tensor, task: tuple[int, int, str],
-                memory: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                memory: CrossMemory | None = None) -> torch.Tensor:
         """context (R, d), prefix (R, s) tokens of the target view -> logits (R, s + 1, vocab).
-        ``memory`` (cross_attention): encoder outputs (G, M, d) and mask (G, R / G, M); the R rows are
-        G groups of R / G target slots sharing one encoded history."""
+        ``memory`` (cross_attention) has G groups, mask (G, R / G, M): the R rows are G groups of
+        R / G target slots sharing one encoded history."""
         s = prefix.shape[1]
         first = context + self.task.weight[self._task_index(*task)]
         h = torch.cat([first[:, None], self.tok(prefix)], 1) + self.level.weight[self.views[task[1]][: s + 1]]
@@ -415,17 +456,36 @@ class ItemHistoryGenerator(nn.Module):
         allowed = torch.tril(torch.ones(s + 1, s + 1, dtype=torch.bool))[None, None]
         for i, block in enumerate(self.decoder):
             if self.cfg.cross_attention:
-                G = memory[0].shape[0]
-                h = self.cross[i](h.reshape(G, -1, *h.shape[1:]), *memory).reshape(h.shape)
+                G = memory.allowed.shape[0]
+                h = self.cross[i](h.reshape(G, -1, *h.shape[1:]), *memory.kv[i], memory.allowed).reshape(h.shape)
             h, _ = block(h, allowed)
-        h = self.norm(h)
-        # decoder position j emits the target view's j-th SID position: score only that position's codes
-        # (a quarter of a full-vocabulary output layer for 4-token SIDs); other tokens get -inf
+        return self._logits(self.norm(h), self.views[task[1]][: s + 1])
+
+    def _logits(self, h: torch.Tensor, levels: list[int]) -> torch.Tensor:
+        """h (R, S, d) -> logits (R, S, vocab). Decoder position j emits SID position ``levels[j]``:
+        only that position's codes are scored (a quarter of a full-vocabulary output layer for
+        4-token SIDs); other tokens get -inf."""
         logits = h.new_full((*h.shape[:2], self.tok.num_embeddings), float("-inf"))
-        for j, level in enumerate(self.views[task[1]][: s + 1]):
+        for j, level in enumerate(levels):
             lo, hi = self.level_ranges[level]
             logits[:, j, lo:hi] = h[:, j] @ self.tok.weight[lo:hi].T
         return logits
+
+    def _decode_step(self, x: torch.Tensor, position: int, state: "ItemDecodeState") -> tuple[torch.Tensor, list]:
+        """One decoder position for every row (beam search): x (rows, d) its input (before the level
+        embedding); attends to the row's cached earlier positions and, with cross_attention, to its
+        user's memory. Returns the logits (rows, vocab) and the extended cache. Equals ``_decode`` at
+        that position (tested)."""
+        level = self.views[state.task[1]][position]
+        h = self.drop(x + self.level.weight[level])[:, None]                     # (rows, 1, d)
+        memory = None if state.memory is None else state.memory.rows(state.owner)
+        cache = []
+        for i, block in enumerate(self.decoder):
+            if self.cfg.cross_attention:
+                h = self.cross[i](h[:, None], *memory.kv[i], memory.allowed)[:, 0]
+            h, kv = block.step_own(h, None if state.cache is None else state.cache[i])
+            cache.append(kv)
+        return self._logits(self.norm(h), [level])[:, 0], cache
 
     def task_logits(self, tokens: torch.Tensor, src: int = 0, tgt: int = 0,
                     kind: str = "next") -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,14 +497,14 @@ class ItemHistoryGenerator(nn.Module):
         if kind == "next":
             enc, real = self._encode_items(items, src)
             context = enc[:, :n]                                      # context of slot i = output after slot i - 1
-            memory = (enc, self._memory_mask(real, n))
+            memory = self._memory(enc, self._memory_mask(real, n))
         else:                                                         # each item alone: BOS, item
             enc, real = self._encode_items(items.reshape(B * n, 1, -1), src)
             context = enc[:, 1].reshape(B, n, -1)
-            memory = (enc, real[:, None, :])
+            memory = self._memory(enc, real[:, None, :])
         Lt = target.shape[2]
         logits = self._decode(context.reshape(B * n, -1), target[:, :, : Lt - 1].reshape(B * n, Lt - 1), (src, tgt, kind),
-                              memory if self.cfg.cross_attention else None)
+                              memory)
         return logits.reshape(B, n, Lt, -1), target
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -468,14 +528,17 @@ class ItemHistoryGenerator(nn.Module):
     def start(self, tokens: torch.Tensor, task: tuple[int, int, str] = (0, 0, "next")) -> tuple[torch.Tensor, ItemDecodeState]:
         enc, real = self._encode_items(self._items(tokens), task[0])
         context = enc[:, -1]
-        memory = (enc, real[:, None, :]) if self.cfg.cross_attention else None
+        memory = self._memory(enc, real[:, None, :])      # projected once per user, shared by its beams
         prefix = torch.zeros(tokens.shape[0], 0, dtype=torch.long)
-        return self._decode(context, prefix, task, memory)[:, -1], ItemDecodeState(context, prefix, task, memory)
+        state = ItemDecodeState(context, prefix, task, memory, torch.arange(tokens.shape[0]))
+        logits, cache = self._decode_step(context + self.task.weight[self._task_index(*task)], 0, state)
+        return logits, dataclasses.replace(state, cache=cache)
 
     def extend(self, state: ItemDecodeState, tokens: torch.Tensor) -> tuple[torch.Tensor, ItemDecodeState]:
+        """Feed each row's newly chosen token; only that position runs (the earlier ones are cached)."""
+        logits, cache = self._decode_step(self.tok(tokens), state.prefix.shape[1] + 1, state)
         prefix = torch.cat([state.prefix, tokens[:, None]], 1)
-        logits = self._decode(state.context, prefix, state.task, state.memory)[:, -1]
-        return logits, ItemDecodeState(state.context, prefix, state.task, state.memory)
+        return logits, dataclasses.replace(state, prefix=prefix, cache=cache)
 
 
 SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
