@@ -187,7 +187,7 @@ def main() -> None:
                    "--summary", str(out)]
             t = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "SIDKIT_PROGRESS": "0"})
+                           env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
             wall = time.perf_counter() - t
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
                                                                   "error": log.read_text()[-800:]}
