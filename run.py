@@ -67,8 +67,11 @@ def _failure_summary(pipeline_name: str, exc: BaseException) -> dict:
               help="Environment overlay (settings only), e.g. configs/overlays/kubernetes.yaml.")
 def cli(verbose: bool, overlay: str | None) -> None:
     """Learn, evaluate, ship and monitor semantic IDs."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # ZenML's import already gave the root logger its handlers at WARN (so basicConfig does nothing);
+    # our own logger gets its level explicitly, its records go through ZenML's handlers
+    logging.getLogger("sidkit").setLevel(level)
 
 
 def merge_overlay(config: dict, overlay: dict) -> dict:

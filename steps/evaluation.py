@@ -25,7 +25,8 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
     """Train the SID generator on the training split; Recall/NDCG@K on the test items (full catalogue)."""
     cfg = GeneratorConfig.model_validate(retrieval)
     metrics, model, vocab, history = evaluate_retrieval(
-        sid_table, splits, cfg, on_epoch=lambda e, rec: logger.info("SID generator epoch %d: %s", e, rec))
+        sid_table, splits, cfg, on_epoch=lambda e, rec: logger.info(
+            "SID generator epoch %d: %s", e, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),
                                   "sid_sizes": vocab.sizes, "epochs": len(history),
