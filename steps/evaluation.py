@@ -1,6 +1,5 @@
 """Downstream evaluation steps: generative retrieval, ranking, publishing the metrics."""
 
-import logging
 from typing import Annotated, Tuple
 
 from zenml import get_step_context, log_metadata, step
@@ -12,9 +11,8 @@ from sidkit.ranking.din import RankerConfig
 from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
 from sidkit.tracking import flatten, metrics_of, mlflow_run
+from sidkit.utils import log
 from steps.artifacts import Artifacts
-
-logger = logging.getLogger("sidkit")
 
 
 @step
@@ -25,7 +23,7 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
     """Train the SID generator on the training split; Recall/NDCG@K on the test items (full catalogue)."""
     cfg = GeneratorConfig.model_validate(retrieval)
     metrics, model, vocab, history = evaluate_retrieval(
-        sid_table, splits, cfg, on_epoch=lambda e, rec: logger.info(
+        sid_table, splits, cfg, on_epoch=lambda e, rec: log.info(
             "SID generator epoch %d: %s", e, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),

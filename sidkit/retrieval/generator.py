@@ -296,27 +296,6 @@ class TokenHistoryGenerator(nn.Module):
 
 
 @dataclass
-class ItemDecodeState:
-    """Beam state of the item-level model: each row's encoder context, the SID tokens it generated,
-    and the task (source view, target view) it decodes."""
-
-    context: torch.Tensor       # (rows, d)
-    prefix: torch.Tensor        # (rows, generated tokens)
-    task: tuple[int, int, str] = (0, 0, "next")
-    # cross_attention: each user's projected memory (per decoder layer: keys, values (users, M, h, dh))
-    # and mask (users, 1, M), computed once per user; ``owner`` maps each row (beam) to its user
-    memory: "CrossMemory | None" = None
-    owner: torch.Tensor | None = None
-    # the decoder's self-attention keys/values of the positions decoded so far, per layer (rows, h, s, dh)
-    cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-
-    def select(self, rows: torch.Tensor) -> "ItemDecodeState":
-        owner = None if self.owner is None else self.owner[rows]
-        cache = None if self.cache is None else [(k[rows], v[rows]) for k, v in self.cache]
-        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task, self.memory, owner, cache)
-
-
-@dataclass
 class CrossMemory:
     """Encoder outputs as the decoder's cross-attention reads them: keys and values per decoder layer
     (G, M, h, dh), projected once per encoded history, and the mask (G, n, M) of what target slot i
@@ -327,6 +306,27 @@ class CrossMemory:
 
     def rows(self, index: torch.Tensor) -> "CrossMemory":
         return CrossMemory([(k[index], v[index]) for k, v in self.kv], self.allowed[index])
+
+
+@dataclass
+class ItemDecodeState:
+    """Beam state of the item-level model: each row's encoder context, the SID tokens it generated,
+    and the task (source view, target view) it decodes."""
+
+    context: torch.Tensor       # (rows, d)
+    prefix: torch.Tensor        # (rows, generated tokens)
+    task: tuple[int, int, str] = (0, 0, "next")
+    # cross_attention: each user's projected memory (per decoder layer: keys, values (users, M, h, dh))
+    # and mask (users, 1, M), computed once per user; ``owner`` maps each row (beam) to its user
+    memory: CrossMemory | None = None
+    owner: torch.Tensor | None = None
+    # the decoder's self-attention keys/values of the positions decoded so far, per layer (rows, h, s, dh)
+    cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def select(self, rows: torch.Tensor) -> "ItemDecodeState":
+        owner = None if self.owner is None else self.owner[rows]
+        cache = None if self.cache is None else [(k[rows], v[rows]) for k, v in self.cache]
+        return ItemDecodeState(self.context[rows], self.prefix[rows], self.task, self.memory, owner, cache)
 
 
 TASK_KINDS = ("next", "translate")
@@ -471,7 +471,7 @@ class ItemHistoryGenerator(nn.Module):
             logits[:, j, lo:hi] = h[:, j] @ self.tok.weight[lo:hi].T
         return logits
 
-    def _decode_step(self, x: torch.Tensor, position: int, state: "ItemDecodeState") -> tuple[torch.Tensor, list]:
+    def _decode_step(self, x: torch.Tensor, position: int, state: ItemDecodeState) -> tuple[torch.Tensor, list]:
         """One decoder position for every row (beam search): x (rows, d) its input (before the level
         embedding); attends to the row's cached earlier positions and, with cross_attention, to its
         user's memory. Returns the logits (rows, vocab) and the extended cache. Equals ``_decode`` at
