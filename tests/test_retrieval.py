@@ -6,6 +6,7 @@ import torch
 
 from sidkit.retrieval.generator import (
     BOS,
+    PAD,
     GeneratorConfig,
     SIDVocabulary,
     beam_search,
@@ -264,6 +265,37 @@ def test_excluded_history_items_take_no_beam_slot(views):
             assert r and not set(r) & set(h)
     plain = generate_ranked(model, vocab, sids, histories, cfg.model_copy(update={"exclude_history": False}), views)
     assert any(set(r) & set(h) for h, r in zip(histories, plain))      # the model does rank history items
+
+
+def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum():
+    """One encoder pass per view feeds every task reading it and the alignment; the loss and its
+    gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator, _task_loss, view_tasks
+
+    torch.manual_seed(0)
+    sids, users = _two_view_walks()
+    vocab = SIDVocabulary.from_sids(sids)
+    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, max_history=6)
+    views = [[0, 1], [2, 3]]
+    model = ItemHistoryGenerator(vocab, 1 + 7 * 4, cfg, views)
+    rows = np.array([u[:7] for u in users if len(u) >= 7][:5])
+    tokens = torch.cat([torch.full((5, 1), BOS), torch.tensor(vocab.tokens(sids)[rows].reshape(5, -1))], 1)
+    tokens[0, 1:9] = PAD                                                   # a left-padded row: 5 items
+    tasks = view_tasks(cfg, 2)
+    assert len(tasks) == 6
+    calls = []
+    encode = model._encode_items
+    model._encode_items = lambda items, view: calls.append((tuple(items.shape), view)) or encode(items, view)
+    shared = model.multi_view_loss(tokens, tasks, implicit_alignment=0.5)
+    assert [c for c in calls if c[0][0] == 5] == [((5, 7, 4), 0), ((5, 7, 4), 1)]   # one history pass per view
+    shared.backward()
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    plain = sum(_task_loss(*model.task_logits(tokens, *t)) for t in tasks) + 0.5 * model.alignment_loss(tokens)
+    plain.backward()
+    assert torch.allclose(shared, plain, atol=1e-5)
+    for g, p in zip(grads, model.parameters()):
+        assert (g is None) == (p.grad is None) and (g is None or torch.allclose(g, p.grad, atol=1e-5))
 
 
 @pytest.mark.slow

@@ -491,11 +491,15 @@ class ItemHistoryGenerator(nn.Module):
                     kind: str = "next") -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, n, L_tgt, vocab) for every item slot, and their targets (B, n, L_tgt; PAD = none).
         ``next``: item i from the history before it; ``translate``: item i's target view from its source view."""
-        items = self._items(tokens)
+        return self._task_logits(self._items(tokens), src, tgt, kind)
+
+    def _task_logits(self, items: torch.Tensor, src: int, tgt: int, kind: str,
+                     encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``task_logits`` on items (B, n, L); ``encoded``: ``_encode_items(items, src)`` if already run."""
         B, n, _ = items.shape
         target = items[:, :, self.views[tgt]]
         if kind == "next":
-            enc, real = self._encode_items(items, src)
+            enc, real = encoded if encoded is not None else self._encode_items(items, src)
             context = enc[:, :n]                                      # context of slot i = output after slot i - 1
             memory = self._memory(enc, self._memory_mask(real, n))
         else:                                                         # each item alone: BOS, item
@@ -519,11 +523,34 @@ class ItemHistoryGenerator(nn.Module):
         """MACRec's implicit alignment: InfoNCE between the encoder states of the same history read in
         view 0 and in view 1 (the state after each row's last item; the other rows are negatives)."""
         items = self._items(tokens)
-        a = F.normalize(self._encode_items(items, 0)[0][:, -1], dim=-1)
-        b = F.normalize(self._encode_items(items, 1)[0][:, -1], dim=-1)
+        return self._alignment(self._encode_items(items, 0)[0], self._encode_items(items, 1)[0], temperature)
+
+    @staticmethod
+    def _alignment(enc0: torch.Tensor, enc1: torch.Tensor, temperature: float) -> torch.Tensor:
+        a, b = F.normalize(enc0[:, -1], dim=-1), F.normalize(enc1[:, -1], dim=-1)
         logits = a @ b.T / temperature
         labels = torch.arange(len(a))
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+    def multi_view_loss(self, tokens: torch.Tensor, tasks: list[tuple[int, int, str]],
+                        implicit_alignment: float = 0.0, temperature: float = 0.1) -> torch.Tensor:
+        """The training loss of a multi-view generator: the sum of ``tasks``' losses, plus
+        ``implicit_alignment`` x the alignment loss. Each view's history is encoded once and shared by
+        the ``next`` tasks reading it and by the alignment (one encoder pass per view per batch, as
+        against one per task); equals summing ``task_logits`` / ``alignment_loss`` without dropout (tested)."""
+        items = self._items(tokens)
+        encoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def history(view: int) -> tuple[torch.Tensor, torch.Tensor]:
+            if view not in encoded:
+                encoded[view] = self._encode_items(items, view)
+            return encoded[view]
+
+        loss = sum(_task_loss(*self._task_logits(items, src, tgt, kind, history(src) if kind == "next" else None))
+                   for src, tgt, kind in tasks)
+        if implicit_alignment > 0:
+            loss = loss + implicit_alignment * self._alignment(history(0)[0], history(1)[0], temperature)
+        return loss
 
     def start(self, tokens: torch.Tensor, task: tuple[int, int, str] = (0, 0, "next")) -> tuple[torch.Tensor, ItemDecodeState]:
         enc, real = self._encode_items(self._items(tokens), task[0])
@@ -736,9 +763,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             x = _pad_left([windows[i] for i in mine.tolist()])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 if multi_view:
-                    loss = sum(_task_loss(*model.task_logits(x, *task)) for task in tasks)
-                    if cfg.implicit_alignment > 0:
-                        loss = loss + cfg.implicit_alignment * model.alignment_loss(x)
+                    loss = model.multi_view_loss(x, tasks, cfg.implicit_alignment)
                 else:
                     logits = net(x)
             if not multi_view:
