@@ -42,6 +42,7 @@ from sidkit.retrieval.trie import SIDTrie
 from sidkit.utils import log, progress, torch_generator
 
 PAD, BOS, N_SPECIAL = 0, 1, 2
+IGNORE = -100   # a target that is no target, in per-position (compact) code indexes
 
 
 class GeneratorConfig(BaseModel):
@@ -445,7 +446,7 @@ class ItemHistoryGenerator(nn.Module):
         return CrossMemory([cross.project(enc) for cross in self.cross], allowed)
 
     def _decode(self, context: torch.Tensor, prefix: torch.Tensor, task: tuple[int, int, str],
-                memory: CrossMemory | None = None) -> torch.Tensor:
+                memory: CrossMemory | None = None, compact: bool = False) -> torch.Tensor:
         """context (R, d), prefix (R, s) tokens of the target view -> logits (R, s + 1, vocab).
         ``memory`` (cross_attention) has G groups, mask (G, R / G, M): the R rows are G groups of
         R / G target slots sharing one encoded history."""
@@ -459,12 +460,24 @@ class ItemHistoryGenerator(nn.Module):
                 G = memory.allowed.shape[0]
                 h = self.cross[i](h.reshape(G, -1, *h.shape[1:]), *memory.kv[i], memory.allowed).reshape(h.shape)
             h, _ = block(h, allowed)
-        return self._logits(self.norm(h), self.views[task[1]][: s + 1])
+        return self._logits(self.norm(h), self.views[task[1]][: s + 1], compact)
 
-    def _logits(self, h: torch.Tensor, levels: list[int]) -> torch.Tensor:
+    def _logits(self, h: torch.Tensor, levels: list[int], compact: bool = False) -> torch.Tensor:
         """h (R, S, d) -> logits (R, S, vocab). Decoder position j emits SID position ``levels[j]``:
         only that position's codes are scored (a quarter of a full-vocabulary output layer for
-        4-token SIDs); other tokens get -inf."""
+        4-token SIDs); other tokens get -inf. ``compact``: (R, S, width) instead, position j's own
+        codes in code order (``_compact_targets``; width = the largest of their codebooks, -inf
+        beyond a smaller one): the same softmax without the vocabulary-wide -inf columns, for training."""
+        if compact:
+            sizes = [self.level_ranges[level][1] - self.level_ranges[level][0] for level in levels]
+            weight = self.tok.weight.new_zeros(len(levels), max(sizes), h.shape[-1])
+            for j, level in enumerate(levels):
+                weight[j, : sizes[j]] = self.tok.weight[slice(*self.level_ranges[level])]
+            logits = torch.einsum("rsd,svd->rsv", h, weight)
+            if min(sizes) < max(sizes):
+                short = torch.arange(max(sizes))[None, :] >= torch.tensor(sizes)[:, None]
+                logits = logits.masked_fill(short, float("-inf"))
+            return logits
         logits = h.new_full((*h.shape[:2], self.tok.num_embeddings), float("-inf"))
         for j, level in enumerate(levels):
             lo, hi = self.level_ranges[level]
@@ -494,8 +507,10 @@ class ItemHistoryGenerator(nn.Module):
         return self._task_logits(self._items(tokens), src, tgt, kind)
 
     def _task_logits(self, items: torch.Tensor, src: int, tgt: int, kind: str,
-                     encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``task_logits`` on items (B, n, L); ``encoded``: ``_encode_items(items, src)`` if already run."""
+                     encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     compact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``task_logits`` on items (B, n, L); ``encoded``: ``_encode_items(items, src)`` if already run;
+        ``compact``: per-position logits and targets (``_logits``, ``_compact_targets``)."""
         B, n, _ = items.shape
         target = items[:, :, self.views[tgt]]
         if kind == "next":
@@ -508,8 +523,13 @@ class ItemHistoryGenerator(nn.Module):
             memory = self._memory(enc, real[:, None, :])
         Lt = target.shape[2]
         logits = self._decode(context.reshape(B * n, -1), target[:, :, : Lt - 1].reshape(B * n, Lt - 1), (src, tgt, kind),
-                              memory)
-        return logits.reshape(B, n, Lt, -1), target
+                              memory, compact)
+        return logits.reshape(B, n, Lt, -1), self._compact_targets(target, self.views[tgt]) if compact else target
+
+    def _compact_targets(self, target: torch.Tensor, levels: list[int]) -> torch.Tensor:
+        """Tokens (..., len(levels)) -> each position's code index within its own codebook; PAD -> IGNORE."""
+        start = torch.tensor([self.level_ranges[level][0] for level in levels])
+        return torch.where(target == PAD, IGNORE, target - start)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T - 1, vocab) predicting tokens[:, 1:] (single view; every item of every row is a target)."""
@@ -537,7 +557,8 @@ class ItemHistoryGenerator(nn.Module):
         """The training loss of a multi-view generator: the sum of ``tasks``' losses, plus
         ``implicit_alignment`` x the alignment loss. Each view's history is encoded once and shared by
         the ``next`` tasks reading it and by the alignment (one encoder pass per view per batch, as
-        against one per task); equals summing ``task_logits`` / ``alignment_loss`` without dropout (tested)."""
+        against one per task), and each SID position is scored over its own codebook only (compact
+        logits); equals summing ``task_logits`` / ``alignment_loss`` without dropout (tested)."""
         items = self._items(tokens)
         encoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -546,7 +567,8 @@ class ItemHistoryGenerator(nn.Module):
                 encoded[view] = self._encode_items(items, view)
             return encoded[view]
 
-        loss = sum(_task_loss(*self._task_logits(items, src, tgt, kind, history(src) if kind == "next" else None))
+        loss = sum(_task_loss(*self._task_logits(items, src, tgt, kind, history(src) if kind == "next" else None,
+                                                 compact=True), ignore_index=IGNORE)
                    for src, tgt, kind in tasks)
         if implicit_alignment > 0:
             loss = loss + implicit_alignment * self._alignment(history(0)[0], history(1)[0], temperature)
@@ -800,8 +822,8 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     return model, vocab, history
 
 
-def _task_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD)
+def _task_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = PAD) -> torch.Tensor:
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ignore_index)
 
 
 def view_indexes(sids: np.ndarray, views: list[list[int]] | None) -> list[ViewIndex]:
