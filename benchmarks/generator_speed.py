@@ -1,5 +1,7 @@
 """SID generator speed: training step fp32 vs bf16 autocast, and beam search with the KV cache vs
-re-running the whole sequence at every decoding step (the baseline, measured in the same process).
+re-running the whole sequence at every decoding step (the baseline, measured in the same process);
+the multi-view (MACRec) training step against its per-task baseline (one encoder pass and one
+full-vocabulary softmax per task).
 
 Shapes follow Amazon Beauty: 4-token SIDs (3 x 256 codes + a collision token), histories of 20
 items, beam 20. Medians of repeated runs; the machine is shared, so compare ratios.
@@ -20,7 +22,17 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import git_rev, machine, median_seconds, now, save_json, update_block  # noqa: E402
-from sidkit.retrieval.generator import BOS, PAD, GeneratorConfig, ItemHistoryGenerator, SIDVocabulary, TokenHistoryGenerator, beam_search  # noqa: E402
+from sidkit.retrieval.generator import (  # noqa: E402
+    BOS,
+    PAD,
+    GeneratorConfig,
+    ItemHistoryGenerator,
+    SIDVocabulary,
+    TokenHistoryGenerator,
+    _task_loss,
+    beam_search,
+    view_tasks,
+)
 from sidkit.retrieval.trie import SIDTrie  # noqa: E402
 
 
@@ -106,6 +118,8 @@ def main() -> None:
         results[f"{layers}_layers"]["items_beam_users_per_s"] = 64 / median_seconds(
             lambda: beam_search(item_model, hist, trie, vocab, 20), 3)
         print(layers, results[f"{layers}_layers"], flush=True)
+    results["multi_view"] = multi_view_steps(rng)
+    print("multi-view", results["multi_view"], flush=True)
     save_json("generator_speed", {"date": now(), "machine": machine(), "commit": git_rev(), "results": results})
     lines = ["### SID generator speed (Beauty-shaped: 4-token SIDs, 20-item histories, beam 20)\n",
              f"{now()} · {machine()} · commit {git_rev()} · `python benchmarks/generator_speed.py --write` · medians; "
@@ -117,16 +131,48 @@ def main() -> None:
              "items: beam search |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, r in results.items():
+        if not key.endswith("_layers"):
+            continue
         lines.append(f"| {key.split('_')[0]} | {r['train_step_fp32_s'] * 1e3:.0f} ms | {r['train_step_bf16_s'] * 1e3:.0f} ms | "
                      f"{r['train_step_bf16_s'] / r['train_step_fp32_s']:.2f}x | {r['beam_cached_users_per_s']:.0f} users/s | "
                      f"{r['beam_no_cache_users_per_s']:.0f} users/s | "
                      f"{r['beam_cached_users_per_s'] / r['beam_no_cache_users_per_s']:.1f}x | "
                      f"{r['items_train_step_fp32_s'] * 1e3:.0f} ms | {r['items_train_step_bf16_s'] * 1e3:.0f} ms | "
                      f"{r['items_beam_users_per_s']:.0f} users/s |")
+    mv = results["multi_view"]
+    lines += ["", "Multi-view (MACRec) training step, 2 views x 3 codes of 256, 6 tasks + implicit alignment, batch of "
+              "64 windows of 21 items (MovieLens-shaped), forward + backward: per-task baseline (an encoder pass "
+              f"and a full-vocabulary softmax per task) {mv['per_task_s'] * 1e3:.0f} ms, `multi_view_loss` (one "
+              f"encoder pass per view, per-position codebooks) {mv['shared_s'] * 1e3:.0f} ms: "
+              f"{mv['per_task_s'] / mv['shared_s']:.2f}x."]
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write:
         update_block("generator-speed", table)
+
+
+def multi_view_steps(rng: np.random.Generator) -> dict:
+    """Median seconds of one multi-view training step (forward + backward): the per-task baseline
+    against ``multi_view_loss`` (same model, same batch, alternating in this process)."""
+    n_items = 1682
+    sids = rng.integers(0, 256, (n_items, 6))         # a MACRec SID: each branch's 3 codes side by side
+    vocab = SIDVocabulary.from_sids(sids)
+    cfg = GeneratorConfig(dropout=0.1, history="items")
+    model = ItemHistoryGenerator(vocab, 1 + 21 * vocab.length, cfg, [[0, 1, 2], [3, 4, 5]])
+    tasks = view_tasks(cfg, 2)
+    x = torch.as_tensor(np.concatenate([np.full((64, 1), BOS), vocab.tokens(
+        sids[rng.integers(0, n_items, (64, 21))].reshape(64 * 21, -1)).reshape(64, -1)], 1))
+
+    def per_task():
+        loss = sum(_task_loss(*model.task_logits(x, *t)) for t in tasks) + cfg.implicit_alignment * model.alignment_loss(x)
+        loss.backward()
+        model.zero_grad()
+
+    def shared():
+        model.multi_view_loss(x, tasks, cfg.implicit_alignment).backward()
+        model.zero_grad()
+
+    return {"per_task_s": median_seconds(per_task, 7), "shared_s": median_seconds(shared, 7)}
 
 
 if __name__ == "__main__":
