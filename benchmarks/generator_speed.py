@@ -153,7 +153,7 @@ def main() -> None:
 
 def multi_view_steps(rng: np.random.Generator) -> dict:
     """Median seconds of one multi-view training step (forward + backward): the per-task baseline
-    against ``multi_view_loss`` (same model, same batch, alternating in this process)."""
+    against ``multi_view_loss`` (same model, same batch, one after the other in this process)."""
     n_items = 1682
     sids = rng.integers(0, 256, (n_items, 6))         # a MACRec SID: each branch's 3 codes side by side
     vocab = SIDVocabulary.from_sids(sids)
