@@ -344,3 +344,44 @@ def test_dual_view_ensemble_rewards_items_both_views_find():
     no_bonus = generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}),
                                [[0], [1]])
     assert no_bonus[0] == [0, 1, 2]                     # view 0's beams only
+
+
+def test_weight_average_tracks_the_ema_and_swaps_the_live_weights_back():
+    from sidkit.retrieval.generator import WeightAverage
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    avg = WeightAverage(net, decay=0.5)
+    expected = 0.0
+    for step, value in enumerate([1.0, 2.0, 4.0, 8.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        avg.update(net, step + 100)   # past the warm-up ramp: decay 0.5
+        expected = 0.5 * expected + 0.5 * value
+    assert torch.allclose(avg.shadow["weight"], torch.full((1, 2), expected))
+    with avg.swapped_in(net):
+        assert torch.allclose(net.weight, torch.full((1, 2), expected))
+    assert torch.allclose(net.weight, torch.full((1, 2), 8.0))   # live weights back
+    ramp = WeightAverage(net, decay=0.999)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ramp.update(net, 0)   # first step: decay (1 + 0) / (10 + 0) = 0.1, so the average moves 90% to the new weights
+    assert torch.allclose(ramp.shadow["weight"], torch.full((1, 2), 0.8))
+
+
+def test_generator_with_weight_average_returns_the_selected_average():
+    """With ema_decay the validated and returned weights are the average, not the last live ones."""
+    rng = np.random.default_rng(1)
+    sids = np.stack([np.arange(24) // 6, np.arange(24) % 6], 1)
+    users = [[int(x) for x in rng.integers(0, 24, 7)] for _ in range(40)]
+    train, valid = [u[:-2] for u in users], ([u[:-2] for u in users], [u[-2] for u in users])
+    base = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, epochs=3, batch_size=16, lr=3e-3, beam_size=5,
+                max_history=6, patience=100)
+    plain, _, _ = train_generator(train, sids, GeneratorConfig(**base), valid=valid)
+    averaged, _, hist = train_generator(train, sids, GeneratorConfig(**base, ema_decay=0.9), valid=valid)
+    again, _, _ = train_generator(train, sids, GeneratorConfig(**base, ema_decay=0.9), valid=valid)
+    assert all("valid_recall@10" in h for h in hist)
+    p, a, b = plain.state_dict(), averaged.state_dict(), again.state_dict()
+    assert any(not torch.equal(p[k], a[k]) for k in p)        # the average differs from the live weights
+    assert all(torch.equal(a[k], b[k]) for k in a)            # and is reproducible

@@ -25,6 +25,7 @@ padding does not shift them). ``forward(tokens)`` returns the logits that predic
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -34,7 +35,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from sidkit import distributed
@@ -60,6 +61,9 @@ class GeneratorConfig(BaseModel):
     weight_decay: float = 0.01
     warmup_steps: int = 200       # linear warm-up, then cosine decay to 10% of lr over `epochs`
     schedule: Literal["cosine", "constant"] = "cosine"
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)  # > 0: validate, select and return an exponential moving
+                                                   # average of the weights (per step; ramped up as
+                                                   # min(decay, (1 + step) / (10 + step))); 0 = the live weights
     beam_size: int = 20
     eval_batch_size: int = 64
     patience: int = 5             # validations without improvement before stopping
@@ -728,6 +732,39 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
     return sids, scores
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights, updated after every optimiser step.
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so the first steps do not drag the
+    average towards the initial weights (the usual warm-up of a weight EMA). Validating the averaged
+    weights takes much of the step-to-step noise out of picking the epoch."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v.detach(), 1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.shadow, strict=False)
+
+    @contextlib.contextmanager
+    def swapped_in(self, model: nn.Module):
+        """The averaged weights in ``model`` for the duration; the live ones restored after."""
+        live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(live, strict=False)
+
+
 def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: GeneratorConfig,
                     valid: tuple[list[list[int]], list[int]] | None = None, on_epoch=None,
                     views: list[list[int]] | None = None) -> tuple[SIDGenerator, SIDVocabulary, list[dict]]:
@@ -763,6 +800,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_)))
 
     step = 0
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     lengths = torch.tensor([len(w) for w in windows])
     history, best, best_state, bad = [], -1.0, None, 0
     valid_set, indexes = None, view_indexes(sids, views)
@@ -798,17 +836,21 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if average is not None:
+                average.update(model, step)
             step += 1
             total += loss.item() / distributed.world_size() * len(batch)
         record = {"epoch": epoch, "loss": total / len(windows), "lr": lr_at(step), "seconds": time.perf_counter() - t0}
         if valid_set is not None and ((epoch + 1) % cfg.valid_every == 0 or epoch + 1 == cfg.epochs):
             t1 = time.perf_counter()
-            ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views, indexes)
+            with average.swapped_in(model) if average is not None else contextlib.nullcontext():
+                ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views, indexes)
+                state = {k: v.clone() for k, v in model.state_dict().items()}
             ranks = target_ranks(ranked, valid_set[1])
             record["valid_recall@10"] = recall_at_k(ranks, 10)
             record["valid_seconds"] = time.perf_counter() - t1
             if record["valid_recall@10"] > best:
-                best, best_state, bad = record["valid_recall@10"], {k: v.clone() for k, v in model.state_dict().items()}, 0
+                best, best_state, bad = record["valid_recall@10"], state, 0
             else:
                 bad += 1
         history.append(record)
@@ -818,6 +860,8 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        average.copy_to(model)
     log.info("generator trained: %d epochs, best valid recall@10 %.4f", len(history), best)
     return model, vocab, history
 
