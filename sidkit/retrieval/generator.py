@@ -845,14 +845,12 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             t1 = time.perf_counter()
             with average.swapped_in(model) if average is not None else contextlib.nullcontext():
                 ranked = generate_ranked(model, vocab, sids, valid_set[0], cfg, views, indexes)
-                state = {k: v.clone() for k, v in model.state_dict().items()}
-            ranks = target_ranks(ranked, valid_set[1])
-            record["valid_recall@10"] = recall_at_k(ranks, 10)
+                record["valid_recall@10"] = recall_at_k(target_ranks(ranked, valid_set[1]), 10)
+                if record["valid_recall@10"] > best:   # keep the weights just validated (the average if on)
+                    best, best_state, bad = record["valid_recall@10"], {k: v.clone() for k, v in model.state_dict().items()}, 0
+                else:
+                    bad += 1
             record["valid_seconds"] = time.perf_counter() - t1
-            if record["valid_recall@10"] > best:
-                best, best_state, bad = record["valid_recall@10"], state, 0
-            else:
-                bad += 1
         history.append(record)
         if on_epoch:
             on_epoch(epoch, record)
