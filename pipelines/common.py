@@ -25,10 +25,12 @@ def trained_sids(embeddings, splits, tokenizer: dict | None, stage2: dict | None
                  tracking: dict):
     """tokenizer training (MLflow) -> MMQ stage 2 (no-op unless enabled) -> SIDs with collisions resolved.
 
-    Returns (tokenizer, sid_table, quality, mlflow_run_id, history, stage2_history).
+    Returns (tokenizer, sid_table, quality, mlflow_run_id, history, stage2_history); ``mlflow_run_id`` is
+    the run of the last training stage (stage 2's own run when it is enabled).
     """
-    stage1, history, mlflow_run_id = train_tokenizer(embeddings, tokenizer or {}, tracking,
+    stage1, history, stage1_run_id = train_tokenizer(embeddings, tokenizer or {}, tracking,
                                                      after="embedding_validation_gate")
-    tok, stage2_history = finetune_tokenizer(stage1, embeddings, splits, stage2 or {}, mlflow_run_id, tracking)
+    tok, stage2_history, mlflow_run_id = finetune_tokenizer(stage1, embeddings, splits, stage2 or {}, stage1_run_id,
+                                                            tracking)
     sid_table, quality = assign_semantic_ids(tok, embeddings, collisions or {})
     return tok, sid_table, quality, mlflow_run_id, history, stage2_history

@@ -18,6 +18,7 @@ class Artifacts(StrEnum):
     MLFLOW_RUN_ID = "mlflow_run_id"
     FINETUNED_TOKENIZER = "finetuned_tokenizer"   # the tokenizer a version serves SIDs with (see steps.tokenizer)
     FINETUNE_HISTORY = "finetune_history"
+    FINETUNE_MLFLOW_RUN_ID = "finetune_mlflow_run_id"   # the run holding stage 2 (child of the stage-1 run)
     SID_TABLE = "sid_table"
     SID_QUALITY = "sid_quality"
     TRAINING_SUMMARY = "training_summary"

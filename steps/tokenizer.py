@@ -47,25 +47,31 @@ def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits:
                        mlflow_run_id: str, tracking: dict) -> Tuple[
     Annotated[Tokenizer, Artifacts.FINETUNED_TOKENIZER],
     Annotated[list, Artifacts.FINETUNE_HISTORY],
+    Annotated[str, Artifacts.FINETUNE_MLFLOW_RUN_ID],
 ]:
     """MMQ stage 2 (soft indexing, next-item objective on the training split); a no-op when disabled.
 
-    A separate, cached step: trying stage-2 settings never retrains stage 1.
+    A separate, cached step: trying stage-2 settings never retrains stage 1. Stage 2 is therefore
+    tracked in its own MLflow run, a child of the stage-1 run (which may belong to an earlier
+    pipeline run whose stage-2 settings differed); its id is returned so the rest of the pipeline
+    logs there. Disabled: the stage-1 run id is passed through.
     """
     cfg = SoftIndexingConfig.model_validate(stage2)
     if not cfg.enabled:
-        return tokenizer, []
+        return tokenizer, [], mlflow_run_id
     index = {item: i for i, item in enumerate(embeddings.item_ids)}
     sequences = [[index[i] for i in seq if i in index] for seq in splits.train_sequences().values()]
     x = embeddings.matrix(tokenizer.config.input_views)
-    if mlflow_run_id and tracking.get("enabled", True):
-        with mlflow_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
-            mlflow.log_params(flatten({"stage2": cfg.model_dump(mode="json")}))
-            history = finetune_soft_indexing(tokenizer, x, sequences, cfg, on_epoch=lambda e, rec: mlflow.log_metrics(
-                metrics_of(rec, "stage2."), step=e))
-    else:
-        history = finetune_soft_indexing(tokenizer, x, sequences, cfg)
-    return tokenizer, history
+    if not (mlflow_run_id and tracking.get("enabled", True)):
+        return tokenizer, finetune_soft_indexing(tokenizer, x, sequences, cfg), mlflow_run_id
+    run_name = get_step_context().pipeline_run.name
+    tags = {"zenml_run": run_name, "mlflow.parentRunId": mlflow_run_id, "stage": "stage2-soft-indexing"}
+    with mlflow_run(tracking.get("experiment", "sidkit"), f"{run_name}-stage2", tags=tags) as mlflow:
+        mlflow.log_params(flatten({"stage2": cfg.model_dump(mode="json")}))
+        history = finetune_soft_indexing(tokenizer, x, sequences, cfg, on_epoch=lambda e, rec: mlflow.log_metrics(
+            metrics_of(rec, "stage2."), step=e))
+        run_id = mlflow.active_run().info.run_id
+    return tokenizer, history, run_id
 
 
 @step

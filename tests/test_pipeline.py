@@ -118,3 +118,29 @@ def test_zenml_cli_runs_the_same_pipeline(tmp_path):
     assert run.status.value == "completed"
     summary = run.steps["publish_tokenizer"].outputs["training_summary"][0].load()
     assert summary["sid_quality"]["collision_rate_final"] == 0
+
+
+@pytest.mark.slow
+def test_changing_stage2_settings_reuses_stage1_and_tracks_each_run(cli, tmp_path):
+    """Stage 1 comes from the cache; each pipeline run's stage 2 gets its own MLflow run (child of stage 1's),
+    so new stage-2 settings never collide with the params logged by an earlier run."""
+    import mlflow
+    from zenml.client import Client
+
+    tokenizer = {**TINY["parameters"]["tokenizer"], "method": "mmq", "epochs": 4, "eval_every": 2}
+    ids = []
+    for lr in (1e-3, 3e-3):
+        stage2 = {"enabled": True, "epochs": 1, "batch_size": 256, "lr": lr}
+        path = tmp_path / f"s{lr}.json"
+        cfg = _config(tmp_path, tokenizer=tokenizer, stage2=stage2,  # a 4-epoch toy: codes not healthy
+                      health={"min_utilization": 0.0, "min_normalized_entropy": 0.0})
+        result = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--summary", str(path)])
+        assert result.exit_code == 0, result.output
+        ids.append(json.loads(path.read_text())["mlflow_run_id"])
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1, pipeline_name="training_pipeline").items[0]
+    assert run.steps["train_tokenizer"].status.value == "cached"
+    first, second = (mlflow.get_run(i) for i in ids)
+    assert first.info.run_id != second.info.run_id
+    assert first.data.params["stage2.lr"] == "0.001" and second.data.params["stage2.lr"] == "0.003"
+    assert first.data.tags["mlflow.parentRunId"] == second.data.tags["mlflow.parentRunId"]  # the one stage-1 run
+    assert "final.collision_rate_final" in second.data.metrics

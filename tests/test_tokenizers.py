@@ -102,6 +102,45 @@ def test_rqvae_training_history_has_codebook_health(clustered_vectors):
     assert any(h.get("selected") for h in hist)
 
 
+def _rising_collisions(monkeypatch):
+    """Make every evaluation report a higher collision rate than the one before (as when codes spread)."""
+    import sidkit.tokenizers.trainer as trainer
+
+    rates = iter(np.linspace(0.01, 0.5, 100))
+    monkeypatch.setattr(trainer, "collision_rate", lambda codes: float(next(rates)))
+
+
+def test_select_by_collision_keeps_the_lowest_and_warns_when_it_is_the_first(clustered_vectors, monkeypatch, caplog):
+    x, _ = clustered_vectors
+    _rising_collisions(monkeypatch)
+    tok = build_tokenizer({"method": "rqvae", **SMALL, "select_by": "collision", "dead_code_reset": False}, x.shape[1])
+    with caplog.at_level("WARNING", logger="sidkit"):
+        hist = tok.fit(x)
+    assert [h["epoch"] for h in hist if h.get("selected")] == [4]
+    assert "select_by: last" in caplog.text
+    # the kept weights are epoch 4's, not the final ones
+    fresh = build_tokenizer({"method": "rqvae", **SMALL, "epochs": 5, "dead_code_reset": False}, x.shape[1])
+    fresh.fit(x)
+    np.testing.assert_array_equal(tok.encode(x).codes, fresh.encode(x).codes)
+
+
+def test_select_by_last_keeps_the_trained_model(clustered_vectors, monkeypatch, caplog):
+    x, _ = clustered_vectors
+    _rising_collisions(monkeypatch)
+    tok = build_tokenizer({"method": "rqvae", **SMALL, "select_by": "last"}, x.shape[1])
+    with caplog.at_level("WARNING", logger="sidkit"):
+        hist = tok.fit(x)
+    assert [h["epoch"] for h in hist if "eval_collision_rate" in h] == [4, 9, 14]
+    assert hist[-1].get("selected") and "select_by: last" not in caplog.text
+
+
+def test_select_by_rejects_unknown_values():
+    from sidkit.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="select_by"):
+        build_tokenizer({"method": "rqvae", "select_by": "best"}, 4)
+
+
 def test_unknown_method_is_a_config_error():
     from sidkit.errors import ConfigError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -48,7 +48,10 @@ class TokenizerConfig(BaseModel):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     eval_every: int = 10
-    select_by: str = "collision"            # "collision" (lowest collision rate, then loss) | "last"
+    # checkpoint kept: "collision" = lowest collision rate at an evaluation, then loss (LETTER/MACRec
+    # code); "last" = the end of training (TIGER). Collisions often rise as codes spread out, and then
+    # "collision" keeps an early, under-trained checkpoint (the trainer warns when it keeps the first).
+    select_by: Literal["collision", "last"] = "collision"
     bf16: bool = False
     seed: int = 0
     # ---- multi-expert tokenizers (mmq, adasid, macrec); see sidkit/tokenizers/multi_expert.py

@@ -4,7 +4,9 @@ Loss: ``MSE(x, x_hat) + mean_l VQ_l`` with ``VQ_l = ||sg[r_l] - e||^2 + beta ||r
 (beta = 0.25). Codebooks are k-means initialised (seeded) on the encoder outputs before
 training. Codes unused during an epoch are re-seeded from residuals of a random batch
 (``dead_code_reset``), the standard remedy for codebook collapse. The checkpoint kept is
-the one with the lowest collision rate (ties: lowest loss), as in LETTER/MACRec.
+``select_by``: the lowest collision rate (ties: lowest loss) as in LETTER/MACRec, or the last
+epoch as in TIGER. Our RQ-VAE configs use ``last``: here collisions rise while the codes
+spread, so lowest-collision selection kept the first, barely trained evaluation.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class GradientTokenizer(Tokenizer):
         opt = torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         sizes = self.codebook_sizes
         history: list[dict] = []
-        best_key, best_state = None, None
+        best_key, best_state, best_epoch, evaluations = None, None, None, 0
         for epoch in progress(range(c.epochs), desc=f"{self.method} tokenizer", unit="epoch"):
             t0 = time.perf_counter()
             self.train()
@@ -97,9 +97,11 @@ class GradientTokenizer(Tokenizer):
                 record["eval_collision_rate"] = collision_rate(enc.codes)
                 record["eval_utilization"] = [float((level_counts(enc.codes[:, l], k) > 0).mean())
                                               for l, k in enumerate(sizes)]
+                evaluations += 1
                 key = (record["eval_collision_rate"], record["loss"]) if c.select_by == "collision" else (0.0, -epoch)
                 if best_key is None or key < best_key:
-                    best_key, best_state = key, copy.deepcopy(self.state_dict())
+                    best_key, best_state, best_epoch = key, copy.deepcopy(self.state_dict()), epoch
+                    best_collision = record["eval_collision_rate"]
                     record["selected"] = True
             history.append(record)
             if on_epoch:
@@ -107,8 +109,13 @@ class GradientTokenizer(Tokenizer):
         if best_state is not None:
             self.load_state_dict(best_state)
         self.eval()
-        log.info("%s trained: %d epochs, selected collision rate %.4f", self.method, c.epochs,
-                 best_key[0] if best_key else float("nan"))
+        if best_epoch is not None:
+            log.info("%s trained: %d epochs, kept epoch %d (select_by %s), collision rate %.4f", self.method,
+                     c.epochs, best_epoch, c.select_by, best_collision)
+            if c.select_by == "collision" and evaluations >= 3 and best_epoch == c.eval_every - 1:
+                log.warning("%s: the lowest collision rate was at the first evaluation (epoch %d of %d), so the "
+                            "codes kept are from a barely trained model; collisions rose as training went on. "
+                            "Set `select_by: last` to keep the trained model.", self.method, best_epoch, c.epochs)
         return history
 
     @torch.no_grad()
