@@ -100,8 +100,9 @@ class GradientTokenizer(Tokenizer):
                 evaluations += 1
                 key = (record["eval_collision_rate"], record["loss"]) if c.select_by == "collision" else (0.0, -epoch)
                 if best_key is None or key < best_key:
-                    best_key, best_state, best_epoch = key, copy.deepcopy(self.state_dict()), epoch
-                    best_collision = record["eval_collision_rate"]
+                    best_key, best_epoch, best_collision = key, epoch, record["eval_collision_rate"]
+                    # "last" keeps the final weights as they are; only "collision" may need an earlier state
+                    best_state = copy.deepcopy(self.state_dict()) if c.select_by == "collision" else None
                     record["selected"] = True
             history.append(record)
             if on_epoch:
