@@ -105,16 +105,26 @@ class ImageEncoder:
 
 
 def encode_cached(encoder, inputs: list[str], cache_dir: str | None) -> np.ndarray:
-    """Encode ``inputs`` with ``encoder``, reusing cached vectors for unchanged inputs."""
-    cache = EmbeddingCache(cache_dir, encoder.key)
+    """Encode ``inputs`` with ``encoder``, reusing cached vectors for unchanged inputs.
+
+    Inputs with the same cache key (two items with one title) are encoded once and get the
+    same vector, whether it comes from the cache or from the encoder.
+    """
+    cache = EmbeddingCache(cache_dir, encoder.key, encoder.dim)
     keys = encoder.cache_keys(inputs)
     found, missing = cache.lookup(keys)
-    log.info("%s: %d cached, %d to encode", encoder.key, len(found), len(missing))
+    first: dict[str, int] = {}
+    for pos in missing:
+        first.setdefault(keys[pos], pos)
+    log.info("%s: %d cached, %d to encode (%d distinct)", encoder.key, len(found), len(missing), len(first))
     out = np.zeros((len(inputs), encoder.dim), np.float32)
     for pos, vec in found.items():
         out[pos] = vec
-    if missing:
-        vecs = encoder.encode([inputs[i] for i in missing])
-        out[missing] = vecs
-        cache.add([keys[i] for i in missing], vecs)
+    if first:
+        unique_pos = list(first.values())
+        vecs = encoder.encode([inputs[i] for i in unique_pos])
+        row = {k: vecs[j] for j, k in enumerate(first)}
+        for pos in missing:
+            out[pos] = row[keys[pos]]
+        cache.add(list(first), vecs)
     return out
