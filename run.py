@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -36,10 +38,13 @@ def _latest_run(pipeline_name: str):
     return runs.items[0] if runs.items else None
 
 
-def _failure_summary(pipeline_name: str, exc: BaseException) -> dict:
+def _failure_summary(pipeline_name: str, exc: BaseException, started: datetime) -> dict:
+    """The failure summary; it names a run only if this invocation created it (never an earlier run's)."""
     summary: dict = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "run_id": None}
     try:
         run = _latest_run(pipeline_name)
+        if run is not None and run.created.replace(tzinfo=timezone.utc) < started:
+            run = None
         if run is not None:
             summary["run_id"] = str(run.id)
             summary["run_name"] = run.name
@@ -47,7 +52,8 @@ def _failure_summary(pipeline_name: str, exc: BaseException) -> dict:
             if step is not None and step.status.value == "completed":
                 report = step.outputs["validation_report"][0].load()
                 summary["validation"] = {"passed": report.passed, "rejected_rows": report.rejected_rows,
-                                         "mode": report.mode}
+                                         "mode": report.mode, "accounting": report.accounting,
+                                         "report_html": report.html_path}
             for name, s in run.steps.items():
                 if s.status.value == "failed":
                     summary["failed_step"] = name
@@ -68,9 +74,8 @@ def _failure_summary(pipeline_name: str, exc: BaseException) -> dict:
 def cli(verbose: bool, overlay: str | None) -> None:
     """Learn, evaluate, ship and monitor semantic IDs."""
     level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # ZenML's import already gave the root logger its handlers at WARN (so basicConfig does nothing);
-    # our own logger gets its level explicitly, its records go through ZenML's handlers
+    # no handler of our own: ZenML's console handler on the root logger prints every record once;
+    # our logger gets its level explicitly and its records propagate there
     logging.getLogger("sidkit").setLevel(level)
 
 
@@ -118,16 +123,22 @@ def _run(pipeline, pipeline_name: str, config_path: str, summary_path: str | Non
     import tempfile
 
 
+    checked_params(config_path, pipeline, summary_path)
+    started = datetime.now(timezone.utc)
     options: dict = {}
     if no_cache:
         options["enable_cache"] = False
     if run_name:
         options["run_name"] = run_name
+    if not click.get_current_context().find_root().params.get("verbose"):
+        from sidkit.console import quiet_expected_failures
+
+        quiet_expected_failures()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             return pipeline.with_options(config_path=_prepared_config(tmp, config_path, overrides), **options)()
     except Exception as exc:  # noqa: BLE001 - any failure becomes a non-zero exit with a summary
-        summary = _failure_summary(pipeline_name, exc)
+        summary = _failure_summary(pipeline_name, exc, started)
         _write_summary(summary_path, summary)
         click.echo(f"{pipeline_name} failed in step {summary.get('failed_step', '?')}: {summary['error']}", err=True)
         logging.getLogger("sidkit").debug("".join(traceback.format_exception(exc)))
@@ -138,10 +149,37 @@ def _output(run, step: str, name: str):
     return run.steps[step].outputs[name][0].load()
 
 
-def _params(config_path: str) -> dict:
-    import yaml
+def checked_params(config_path: str, pipeline, summary_path: str | None) -> dict:
+    """The config's parameters, the whole file checked first (sidkit.config); a bad file exits 2, naming the line."""
+    from sidkit.config import ConfigFileError, check_config_file
 
-    return (yaml.safe_load(Path(config_path).read_text()) or {}).get("parameters", {}) or {}
+    signature = inspect.signature(pipeline.entrypoint).parameters
+    required = {k for k, p in signature.items() if p.default is inspect.Parameter.empty}
+    try:
+        cfg = check_config_file(config_path, set(signature), required - CLI_PARAMETERS)
+    except ConfigFileError as exc:
+        _fail(summary_path, f"config error: {exc}", code=2)
+    _prepare_state()
+    return cfg.get("parameters") or {}
+
+
+_MARKER = None
+
+
+def _prepare_state() -> None:
+    """Once per process: initialise the stores under a lock, mark this process alive, close stale runs."""
+    global _MARKER
+    if _MARKER is not None:
+        return
+    from pipelines.housekeeping import close_stale_pipeline_runs, initialise_state
+    from sidkit.locks import ProcessMarker
+
+    initialise_state()
+    _MARKER = ProcessMarker()
+    close_stale_pipeline_runs(_MARKER)
+
+
+CLI_PARAMETERS = {"tokenizer_version", "reference_version", "current_version", "challenger_version"}  # set by the CLI
 
 
 def _fail(summary_path: str | None, message: str, code: int = 1) -> None:
@@ -184,13 +222,11 @@ def train(config_path: str, summary_path: str | None, no_cache: bool, run_name: 
 def evaluate(config_path: str, model_version: str | None, summary_path: str | None, no_cache: bool,
              run_name: str | None) -> None:
     """Evaluate a registered tokenizer: generative retrieval (Recall/NDCG@K) and ranking (AUC/GAUC)."""
-    import yaml
-
     from pipelines.evaluation import evaluation_pipeline
     from pipelines.model_versions import resolve_model_version
 
     # pin the version now, so "latest" or a stage means the same version in every step
-    params = (yaml.safe_load(Path(config_path).read_text()) or {}).get("parameters", {})
+    params = checked_params(config_path, evaluation_pipeline, summary_path)
     try:
         mv = resolve_model_version(params["tokenizer_model"], model_version or params.get("tokenizer_version"))
     except KeyError as exc:
@@ -219,7 +255,7 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
     from pipelines.model_versions import production_version, resolve_model_version
     from pipelines.monitoring import drift_monitoring
 
-    params = _params(config_path)
+    params = checked_params(config_path, drift_monitoring, summary_path)
     model = params.get("model")
     if not model:
         _fail(summary_path, f"{config_path}: parameters.model (the model name) is required")
@@ -231,6 +267,9 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
         cur = str(resolve_model_version(model, current_version or params.get("current_version")).name)
     except KeyError as exc:
         _fail(summary_path, f"cannot resolve model versions: {exc}")
+    if ref == cur and (params.get("reference_model") or model) == model:
+        _fail(summary_path, f"reference and current are the same version ({model} v{ref}): nothing to compare; "
+                            "pass --reference and --current", code=2)
     run = _run(drift_monitoring, "drift_monitoring", config_path, summary_path, False, run_name,
                {"reference_version": ref, "current_version": cur})
     s = _output(run, "detect_sid_drift", "sid_drift_summary")
@@ -249,15 +288,17 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
 @CONFIG
 @click.option("--challenger", "challenger_version", default=None, help="Challenger version (default: latest).")
 @click.option("--champion", "champion_version", default=None, help="Champion version (default: stage production).")
+@click.option("--force", is_flag=True, help="Promote even if a drift gate rejected the challenger (recorded).")
+@click.option("--dry-run", is_flag=True, help="Decide and report, change nothing.")
 @SUMMARY
 @RUN_NAME
-def compare(config_path: str, challenger_version: str | None, champion_version: str | None, summary_path: str | None,
-            run_name: str | None) -> None:
+def compare(config_path: str, challenger_version: str | None, champion_version: str | None, force: bool,
+            dry_run: bool, summary_path: str | None, run_name: str | None) -> None:
     """Offline A/B: champion (production) vs challenger on the same users; promote if the rule passes."""
     from pipelines.ab_comparison import ab_comparison
     from pipelines.model_versions import production_version, resolve_model_version
 
-    params = _params(config_path)
+    params = checked_params(config_path, ab_comparison, summary_path)
     model = params.get("model")
     if not model:
         _fail(summary_path, f"{config_path}: parameters.model (the model name) is required")
@@ -270,15 +311,17 @@ def compare(config_path: str, challenger_version: str | None, champion_version: 
     if champ == chall:
         _fail(summary_path, f"version {chall} is already the champion; name another challenger with --challenger")
     run = _run(ab_comparison, "ab_comparison", config_path, summary_path, False, run_name,
-               {"challenger_version": chall, "champion_version": champ})
+               {"challenger_version": chall, "champion_version": champ, "force": force, "dry_run": dry_run})
     result = _output(run, "compare_with_champion", "ab_comparison").result
     promotion = _output(run, "promote_challenger", "promotion")
     summary = {"status": "succeeded", "run_name": run.name, "champion": champ, "challenger": chall,
                "metrics": {k: {f: v.get(f) for f in ("champion", "challenger", "lift", "ci_low", "ci_high", "p_value")}
                            for k, v in result.get("metrics", {}).items()},
-               "decision": {"promoted": promotion["promoted"], "reason": promotion["reason"]}}
+               "decision": {k: promotion.get(k) for k in ("promoted", "would_promote", "dry_run", "forced", "reason")},
+               "production": promotion.get("production")}
     _write_summary(summary_path, summary)
-    click.echo(f"{model}: champion {champ} vs challenger {chall}: {promotion['reason']}")
+    click.echo(f"{model}: champion {champ} vs challenger {chall}: {promotion['reason']}; "
+               f"in production: version {promotion.get('production')}")
 
 
 @cli.command()
@@ -293,7 +336,7 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
     from pipelines.retraining import retraining
     from sidkit.locks import LockHeld, exclusive
 
-    params = _params(config_path)
+    params = checked_params(config_path, retraining, summary_path)
     model = params.get("model_name")
     if not model:
         _fail(summary_path, f"{config_path}: parameters.model_name is required")
@@ -327,8 +370,10 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
     summary["metrics"] = {k: {f: v.get(f) for f in ("champion", "challenger", "lift", "ci_low", "ci_high", "p_value")}
                           for k, v in comparison.get("metrics", {}).items()}
     _write_summary(summary_path, summary)
+    summary["production"] = promotion.get("production")
     click.echo(f"{model}: version {summary['model_version']} ({summary['mode']}) "
-               f"{'promoted' if summary['promoted'] else 'not promoted'}: {summary['reason']}")
+               f"{'promoted' if summary['promoted'] else 'not promoted'}: {summary['reason']}; "
+               f"in production: version {summary['production']}")
 
 
 SCHEDULABLE = {"retraining": "retrain", "drift_monitoring": "drift", "training_pipeline": "train"}
@@ -373,8 +418,10 @@ def schedule(pipeline_name: str, config_path: str, cron: str, tz: str, install: 
         _write_summary(summary_path, info)
         click.echo(f"scheduled {pipeline_name} on {orchestrator.name} ({orchestrator.flavor}): '{cron}' ({tz})")
         return
-    command = f"{SCHEDULABLE[pipeline_name]} --config {Path(config_path).resolve()}"
-    line = cron_entry(cron, tz, command, Path(__file__).resolve().parent, Path(sys.executable))
+    from sidkit.settings import state_dir
+
+    args = [SCHEDULABLE[pipeline_name], "--config", str(Path(config_path).resolve())]
+    line = cron_entry(cron, tz, args, Path(__file__).resolve().parent, Path(sys.executable), state_dir().resolve())
     info.update({"scheduled": False, "cron_line": line, "installed": False,
                  "reason": f"the active orchestrator '{orchestrator.name}' (flavor {orchestrator.flavor}) cannot run "
                            "schedules; use a crontab entry, or a stack with a Kubernetes/Kubeflow orchestrator "

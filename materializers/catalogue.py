@@ -9,7 +9,7 @@ import polars as pl
 from zenml.enums import ArtifactType
 
 from materializers.base import FolderMaterializer, read_json, scalar_metadata, write_json
-from sidkit.data.schema import Catalogue
+from sidkit.data.schema import PROVENANCE, Catalogue
 from sidkit.data.splits import Splits
 
 
@@ -28,14 +28,16 @@ class CatalogueMaterializer(FolderMaterializer):
         data.items.write_parquet(os.path.join(folder, "items.parquet"))
         data.interactions.write_parquet(os.path.join(folder, "interactions.parquet"))
         data.rejected.write_parquet(os.path.join(folder, "rejected.parquet"))
-        write_json(folder, "meta.json", {"name": data.name, "source": data.source, "format_version": 1})
+        write_json(folder, "meta.json", {"name": data.name, "source": data.source, "format_version": 2,
+                                         "rows_read": data.rows_read, "rows_excluded": data.rows_excluded})
 
     def read(self, folder: str, data_type: type) -> Catalogue:
         meta = read_json(folder, "meta.json")
         return Catalogue(name=meta["name"], source=meta["source"],
                          items=pl.read_parquet(os.path.join(folder, "items.parquet")),
                          interactions=pl.read_parquet(os.path.join(folder, "interactions.parquet")),
-                         rejected=pl.read_parquet(os.path.join(folder, "rejected.parquet")))
+                         rejected=pl.read_parquet(os.path.join(folder, "rejected.parquet")),
+                         rows_read=meta.get("rows_read", {}), rows_excluded=meta.get("rows_excluded", {}))
 
     def extract_metadata(self, data: Catalogue) -> dict:
         return {**scalar_metadata(data.summary()), "content_hash": data.content_hash()}
@@ -44,8 +46,8 @@ class CatalogueMaterializer(FolderMaterializer):
         s = data.summary()
         facts = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in s.items())
         return (f"<html><body style='font-family:sans-serif'><h2>Catalogue {html.escape(data.name)}</h2>"
-                f"<ul>{facts}</ul><h3>Items (first 20)</h3>{_table_html(data.items.drop('_file', '_row'))}"
-                f"<h3>Interactions (first 20)</h3>{_table_html(data.interactions.drop('_file', '_row'))}</body></html>")
+                f"<ul>{facts}</ul><h3>Items (first 20)</h3>{_table_html(data.items.drop(PROVENANCE, strict=False))}"
+                f"<h3>Interactions (first 20)</h3>{_table_html(data.interactions.drop(PROVENANCE, strict=False))}</body></html>")
 
 
 class SplitsMaterializer(FolderMaterializer):

@@ -21,6 +21,8 @@ def ab_comparison(
     retrieval: dict | None = None,
     ranking: dict | None = None,
     rule: dict | None = None,
+    force: bool = False,
+    dry_run: bool = False,
 ) -> None:
     chall = resolve_model_version(model, challenger_version)
     champion_table = None
@@ -31,4 +33,4 @@ def ab_comparison(
     comparison = compare_with_champion(artifact(chall, Artifacts.SID_TABLE), artifact(chall, Artifacts.SPLITS),
                                        champion_table, champion_version, challenger_version, retrieval, ranking,
                                        rule or {})
-    promote_challenger(comparison, model, challenger_version)
+    promote_challenger(comparison, model, challenger_version, force=force, dry_run=dry_run)

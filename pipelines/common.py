@@ -1,5 +1,6 @@
 """Pipeline fragments shared by the training and retraining pipelines (called inside a pipeline body)."""
 
+from sidkit.data.loaders import source_fingerprint
 from steps.data import load_data, split_data, validate_data, validation_gate
 from steps.features import embed_items, validate_item_embeddings
 from steps.tokenizer import assign_semantic_ids, finetune_tokenizer, train_tokenizer
@@ -11,7 +12,7 @@ def validated_inputs(dataset: dict, validation: dict | None, max_history: int, f
     Returns the artifacts (catalogue, validation report, splits, embeddings); downstream steps
     start ``after="embedding_validation_gate"``.
     """
-    raw = load_data(dataset)
+    raw = load_data(dataset, source_fingerprint=source_fingerprint(dataset))
     catalogue, report, _ = validate_data(raw, validation or {})
     passed = validation_gate(report)
     splits = split_data(catalogue, passed, max_history=max_history)

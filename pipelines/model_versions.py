@@ -7,12 +7,41 @@ when the pipeline is compiled; versions that must not move while a run is prepar
 
 from zenml.client import Client
 from zenml.enums import ModelStages
+from zenml.models import ModelVersionResponse
 
 from steps.artifacts import Artifacts
 
 
+# metadata that publish_tokenizer writes last, after the SID health gate: a version without it
+# belongs to a run that failed or was killed before it finished
+COMPLETE_MARK = "sid_quality"
+
+
+def is_complete(mv) -> bool:
+    return COMPLETE_MARK in (mv.run_metadata or {})
+
+
 def resolve_model_version(name: str, version: str | None):
-    return Client().get_model_version(name, version or ModelStages.LATEST)
+    """A version by number, name or stage; ``None`` or ``latest``: the newest *complete* version.
+
+    Failed and killed training runs leave model versions without artifacts; "latest" skips them.
+    A version asked for by number that is incomplete is an error that says so. Inside a pipeline
+    body ZenML hands back lazy placeholders that cannot be inspected; they are returned as they are
+    (run.py pins every version with this function before a pipeline is compiled).
+    """
+    client = Client()
+    latest = version in (None, "latest", ModelStages.LATEST)
+    mv = client.get_model_version(name, ModelStages.LATEST if latest else version)
+    if not isinstance(mv, ModelVersionResponse) or is_complete(mv):
+        return mv
+    if latest:
+        for candidate in client.list_model_versions(model_name_or_id=name, sort_by="desc:number", size=100).items:
+            if is_complete(candidate):
+                return client.get_model_version(name, candidate.number)
+        raise KeyError(f"model {name!r} has no complete version (every run so far failed or was stopped "
+                       "before publishing its tokenizer)")
+    raise KeyError(f"version {mv.name} of model {name!r} is incomplete: its run failed or was stopped before "
+                   "publishing the tokenizer")
 
 
 def production_version(name: str) -> str | None:

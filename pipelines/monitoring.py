@@ -30,4 +30,4 @@ def drift_monitoring(
         artifact(cur, Artifacts.SID_TABLE), artifact(cur, Artifacts.ITEM_EMBEDDINGS), artifact(cur, Artifacts.SPLITS),
         mode=mode, thresholds=thresholds or {}, name=f"{model}-v{reference_version}-vs-v{current_version}",
         reports_dir=reports_dir)
-    drift_gate(summary, approval or {})
+    drift_gate(summary, approval or {}, model_name=model, model_version=current_version)

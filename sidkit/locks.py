@@ -55,3 +55,51 @@ def exclusive(name: str, what: str, directory: str | Path | None = None) -> Iter
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     finally:
         f.close()
+
+
+@contextmanager
+def waiting(name: str, directory: str | Path | None = None) -> Iterator[Path]:
+    """An exclusive lock that waits for its turn (e.g. first use of a state folder: one initialiser at a time)."""
+    folder = Path(directory) if directory else state_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
+    with open(path, "a+", encoding="utf-8") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class ProcessMarker:
+    """A lock held for the life of one sidkit process that runs pipelines in this state folder.
+
+    :meth:`others_alive` tells whether any other such process is alive, so runs left "running" by a
+    process that died (kill -9, power loss) can be told apart from runs still in progress.
+    """
+
+    def __init__(self, directory: str | Path | None = None):
+        self.folder = Path(directory) if directory else state_dir() / "locks" / "processes"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"{os.getpid()}.lock"
+        self._file = open(self.path, "w", encoding="utf-8")
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def others_alive(self) -> list[int]:
+        alive = []
+        for path in self.folder.glob("*.lock"):
+            if path == self.path:
+                continue
+            with open(path, "a", encoding="utf-8") as f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    alive.append(int(path.stem) if path.stem.isdigit() else -1)
+                    continue
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            path.unlink(missing_ok=True)  # its process is gone
+        return alive
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._file.close()

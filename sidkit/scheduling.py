@@ -49,11 +49,19 @@ def validate_timezone(name: str) -> ZoneInfo:
         raise ScheduleError(f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)") from exc
 
 
-def cron_entry(cron: str, tz: str, command: str, repo: Path, python: Path, log: Path | None = None) -> str:
-    log = log or repo / ".sidkit" / "logs" / "scheduled.log"
-    run = (f"cd {shlex.quote(str(repo))} && mkdir -p {shlex.quote(str(log.parent))} && "
-           f"{shlex.quote(str(python))} run.py {command} >> {shlex.quote(str(log))} 2>&1")
-    return f"# sidkit: {command.split()[0]} ({cron}, time zone {tz})\nCRON_TZ={tz}\n{cron} {run}"
+def cron_entry(cron: str, tz: str, args: list[str], repo: Path, python: Path, state: Path,
+               log: Path | None = None) -> str:
+    """A crontab entry running ``python run.py <args>`` in ``repo`` with ``SIDKIT_HOME=state``.
+
+    Every argument is shell-quoted (a path with a space or ``;`` stays one argument) and cron's
+    ``%`` (a newline to cron) is escaped; the state folder is carried, so the job uses the same
+    ZenML store, MLflow runs and caches as the command that scheduled it.
+    """
+    log = log or state / "logs" / "scheduled.log"
+    q = shlex.quote
+    run = (f"cd {q(str(repo))} && mkdir -p {q(str(log.parent))} && SIDKIT_HOME={q(str(state))} "
+           f"{q(str(python))} run.py {' '.join(q(a) for a in args)} >> {q(str(log))} 2>&1")
+    return f"# sidkit: {args[0]} ({cron}, time zone {tz})\nCRON_TZ={tz}\n{cron} {run.replace('%', chr(92) + '%')}"
 
 
 def install_crontab(entry: str) -> None:

@@ -88,3 +88,16 @@ def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(v, dict):
             out.update(metrics_of(v, key + "."))
     return out
+
+
+def close_stale_runs(reason: str) -> list[str]:
+    """Mark every MLflow run still RUNNING as FAILED (call only when no sidkit process is alive)."""
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    closed = []
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+            client.set_tag(run.info.run_id, "sidkit.closed_as_stale", reason)
+            client.set_terminated(run.info.run_id, status="FAILED")
+            closed.append(run.info.run_id)
+    return closed

@@ -4,18 +4,24 @@
 from typing import Annotated, Tuple
 
 import polars as pl
-from zenml import step
+from zenml import get_step_context, step
 
 from sidkit.data.loaders import load_dataset
 from sidkit.data.schema import Catalogue
 from sidkit.data.splits import Splits, leave_one_out
 from sidkit.data.validation import ValidationReport, raise_for_report, validate_catalogue
+from sidkit.settings import state_dir
 from steps.artifacts import Artifacts
 
 
 @step
-def load_data(dataset: dict) -> Annotated[Catalogue, Artifacts.RAW_CATALOGUE]:
-    """Read a dataset in any supported format into the canonical catalogue (see sidkit.data.loaders)."""
+def load_data(dataset: dict, source_fingerprint: str = "") -> Annotated[Catalogue, Artifacts.RAW_CATALOGUE]:
+    """Read a dataset in any supported format into the canonical catalogue (see sidkit.data.loaders).
+
+    ``source_fingerprint`` (the content hash of the files the dataset config reads, computed when
+    the pipeline is built) is not used here: as a step parameter it is part of ZenML's cache key,
+    so a file edited in place is read again instead of served from the cache.
+    """
     return load_dataset(dataset)
 
 
@@ -27,6 +33,7 @@ def validate_data(catalogue: Catalogue, rules: dict) -> Tuple[
 ]:
     """Run the checks; never raises for bad data, so the report and quarantine are always stored."""
     report, quarantine, validated = validate_catalogue(catalogue, rules)
+    report.save(state_dir() / "reports" / "validation" / get_step_context().pipeline_run.name)
     return validated, report, quarantine
 
 

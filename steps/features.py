@@ -8,7 +8,7 @@ from zenml import step
 
 from sidkit.data.schema import Catalogue
 from sidkit.data.splits import Splits
-from sidkit.data.validation import ValidationReport, check_alignment, validate_embeddings
+from sidkit.data.validation import CheckResult, ValidationReport, check_alignment, validate_embeddings
 from sidkit.features import ItemEmbeddings, embed_catalogue
 from steps.artifacts import Artifacts
 
@@ -30,4 +30,11 @@ def validate_item_embeddings(catalogue: Catalogue, embeddings: ItemEmbeddings) -
     alignment = check_alignment(catalogue.items["item_id"].to_list(), embeddings.item_ids)
     report.checks.append(alignment)
     report.passed = report.passed and alignment.success
+    unreadable = embeddings.encoders.get("image", {}).get("unreadable") or {}
+    if unreadable:  # counted, not fatal: these items have no image view, like items without a file
+        n = embeddings.encoders["image"].get("n_unreadable", len(unreadable))
+        report.warnings.append(f"{n} image file(s) could not be read; those items have no image view")
+        report.checks.append(CheckResult("image", "image_readable", "image_path", True, n,
+                                         [f"item '{i}': {why}" for i, why in list(unreadable.items())[:20]],
+                                         "unreadable image files count as missing images"))
     return report, quarantine

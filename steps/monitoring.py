@@ -63,7 +63,8 @@ def detect_sid_drift(
 
 
 @step(enable_cache=False)
-def drift_gate(drift_summary: dict, approval: dict) -> Annotated[bool, Artifacts.DRIFT_APPROVED]:
+def drift_gate(drift_summary: dict, approval: dict, model_name: str | None = None,
+               model_version: str | None = None) -> Annotated[bool, Artifacts.DRIFT_APPROVED]:
     """True when promotion may go on: no drift, or drift that an analyst approved.
 
     Who answers, in order: the active stack's alerter (``alerter.ask``, e.g. Slack), if there is
@@ -97,8 +98,12 @@ def drift_gate(drift_summary: dict, approval: dict) -> Annotated[bool, Artifacts
             answer, by = default == "approve", f"default ({default}): nobody answered"
         decision = {"approved": answer, "by": by, "question": question}
         log.warning("drift gate: %s by %s", "approved" if answer else "rejected", by)
+    # recorded on the version under review, so a later `compare` can refuse to promote it
     try:
-        log_metadata(metadata={"drift_gate": decision}, infer_model=True)
+        if model_name and model_version:
+            log_metadata(metadata={"drift_gate": decision}, model_name=model_name, model_version=model_version)
+        else:
+            log_metadata(metadata={"drift_gate": decision}, infer_model=True)
     except Exception:  # no model in this run
         pass
     if not decision["approved"] and approval.get("fail_on_reject", False):

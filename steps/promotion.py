@@ -60,27 +60,53 @@ def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_t
     return ABComparison(result)
 
 
+def gate_verdict(run_metadata: dict) -> dict | None:
+    """The drift gate's recorded decision on a model version (``None``: never gated)."""
+    gate = (run_metadata or {}).get("drift_gate")
+    return gate if isinstance(gate, dict) and "approved" in gate else None
+
+
 @step(enable_cache=False)
 def promote_challenger(comparison: ABComparison, model_name: str, challenger: Optional[str],
-                       drift_approved: bool = True) -> Annotated[dict, Artifacts.PROMOTION]:
-    """Set the challenger's stage to ``production`` when the rule passed and drift (if checked) was
-    approved; the decision and its reason become model-version metadata either way."""
+                       drift_approved: bool = True, force: bool = False,
+                       dry_run: bool = False) -> Annotated[dict, Artifacts.PROMOTION]:
+    """Set the challenger's stage to ``production`` when the rule passed and its drift gate (this run's,
+    or one recorded on the version by an earlier drift or retraining run) did not reject it.
+
+    ``force`` promotes over a rejected gate and records that it did; ``dry_run`` decides and
+    reports without changing any stage or metadata. The record names the version in production after.
+    """
     from zenml.client import Client
     from zenml.enums import ModelStages
 
     decision = dict(comparison.result["decision"])
-    if decision["promote"] and not drift_approved:
-        decision = {**decision, "promote": False,
-                    "reason": "not promoted: drift detected and not approved (" + decision["reason"] + ")"}
     ctx = get_step_context()
     version = challenger or (str(ctx.model.version) if ctx.model else None)
     if version is None:
         raise ValueError("no challenger model version to promote")
-    mv = Client().get_model_version(model_name, version)
-    if decision["promote"]:
+    client = Client()
+    mv = client.get_model_version(model_name, version)
+    recorded = gate_verdict(mv.run_metadata)
+    rejected_by = ("this run's drift gate" if not drift_approved else
+                   f"the drift gate ({recorded.get('by', '?')})" if recorded and not recorded["approved"] else None)
+    if decision["promote"] and rejected_by:
+        if force:
+            decision["reason"] = f"forced over a rejection by {rejected_by}: " + decision["reason"]
+        else:
+            decision = {**decision, "promote": False,
+                        "reason": f"not promoted: drift detected and rejected by {rejected_by}; "
+                                  f"--force overrides ({decision['reason']})"}
+    if decision["promote"] and not dry_run:
         mv.set_stage(ModelStages.PRODUCTION, force=True)
-    record = {"promoted": bool(decision["promote"]), "reason": decision["reason"],
-              "champion": comparison.result.get("champion"), "challenger": str(mv.name),
+    try:
+        production = str(client.get_model_version(model_name, ModelStages.PRODUCTION).name)
+    except KeyError:
+        production = None
+    record = {"promoted": bool(decision["promote"]) and not dry_run, "would_promote": bool(decision["promote"]),
+              "dry_run": dry_run, "forced": bool(force and rejected_by and decision["promote"]),
+              "reason": ("dry run, nothing changed: " if dry_run else "") + decision["reason"],
+              "champion": comparison.result.get("champion"), "challenger": str(mv.name), "production": production,
               "metrics": comparison.result.get("metrics", {}), "run": ctx.pipeline_run.name}
-    log_metadata(metadata={"promotion": record}, model_name=model_name, model_version=str(mv.name))
+    if not dry_run:
+        log_metadata(metadata={"promotion": record}, model_name=model_name, model_version=str(mv.name))
     return record

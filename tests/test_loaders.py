@@ -149,7 +149,7 @@ def test_load_dataset_config_errors(tmp_path):
         load_dataset({"format": "csv"})
     with pytest.raises(ConfigError, match="does not exist"):
         load_dataset({"format": "movielens_atomic", "path": str(tmp_path / "missing")})
-    with pytest.raises(ConfigError, match="bad options"):
+    with pytest.raises(ConfigError, match="unknown option"):
         load_dataset({"format": "amazon_sequences", "path": str(tmp_path), "colour": "red"})
 
 

@@ -96,7 +96,7 @@ def test_rejected_drift_blocks_promotion_and_the_report_is_indexed(retrain_runs,
     _, s2, s3, _ = retrain_runs
     assert s3["drift_detected"] and s3["drift_approved"] is False, json.dumps(s3)[:3000]
     assert "content embedding" in " ".join(s3["drift_reasons"])   # rewritten texts, SIDs kept
-    assert not s3["promoted"] and "drift detected and not approved" in s3["reason"]
+    assert not s3["promoted"] and "drift detected and rejected" in s3["reason"]
     from zenml.client import Client
     from zenml.enums import ModelStages
 
@@ -183,3 +183,47 @@ def test_lock_is_released_after_use(tmp_path):
                 pass
     with exclusive("x", "job", tmp_path):   # free again
         pass
+
+
+@pytest.mark.slow
+def test_compare_respects_a_rejected_drift_gate_unless_forced(cli, retrain_runs):
+    """Version 3's drift gate rejected it: a passing A/B alone must not put it in production."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    _, s2, s3, tmp = retrain_runs
+    lenient = {"parameters": {"model": MODEL, "ranking": {"features": "sid", "epochs": 1, "n_eval_negatives": 19},
+                              "rule": {"primary": "gauc", "min_lift": -1.0, "require_significance": False,
+                                       "max_stratum_drop": 1.0, "n_bootstrap": 200, "min_stratum_users": 1000}}}
+    cfg = _write(tmp, "lenient.yaml", lenient)
+
+    def compare(*flags):
+        out = tmp / "cmp.json"
+        r = CliRunner().invoke(cli, ["compare", "--config", cfg, "--challenger", s3["model_version"], "--summary",
+                                     str(out), *flags])
+        assert r.exit_code == 0, r.output
+        return json.loads(out.read_text()), r.output
+
+    production = lambda: str(Client().get_model_version(MODEL, ModelStages.PRODUCTION).name)  # noqa: E731
+    c, out = compare()
+    assert not c["decision"]["promoted"] and "rejected by the drift gate" in c["decision"]["reason"]
+    assert c["production"] == s2["model_version"] == production()
+    assert f"in production: version {s2['model_version']}" in out
+    c, _ = compare("--force", "--dry-run")
+    assert c["decision"]["would_promote"] and not c["decision"]["promoted"] and c["decision"]["dry_run"]
+    assert production() == s2["model_version"]  # a dry run changes nothing
+    c, out = compare("--force")
+    assert c["decision"]["promoted"] and c["decision"]["forced"] and "forced over a rejection" in c["decision"]["reason"]
+    assert production() == s3["model_version"] and f"in production: version {s3['model_version']}" in out
+    mv = Client().get_model_version(MODEL, s3["model_version"])
+    assert mv.run_metadata["promotion"]["forced"] is True
+
+
+@pytest.mark.slow
+def test_drift_refuses_a_version_against_itself(cli, retrain_runs):
+    _, s2, _, tmp = retrain_runs
+    out = tmp / "same.json"
+    r = CliRunner().invoke(cli, ["drift", "--config", _write(tmp, "same.yaml", {"parameters": {"model": MODEL}}),
+                                 "--reference", s2["model_version"], "--current", s2["model_version"],
+                                 "--summary", str(out)])
+    assert r.exit_code == 2 and "the same version" in json.loads(out.read_text())["error"]

@@ -12,8 +12,13 @@ Rejected rows (from parsing)
     ``table``, ``file``, ``row``, ``column``, ``check``, ``reason``, ``record``.
 
 Every item and interaction row keeps its provenance in ``_file`` and ``_row`` (1-based
-line number in the source file; the header, if any, is row 1) so that validation can
-name the file, row and column of anything it rejects.
+line number in the source file; the header, if any, is row 1) and, for interactions read
+from a line that holds several (``sequences.txt``), ``_field`` (1-based position in that
+line), so that validation can name and remove exactly the rows it rejects.
+
+``Catalogue.rows_read`` counts the records each loader read per table, ``rows_excluded`` the
+rows a snapshot left out on purpose: ``read = kept + rejected + excluded`` is checked at
+validation (:func:`sidkit.data.validation.account_rows`).
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ INTERACTION_SCHEMA: dict[str, pl.DataType] = {
     "rating": pl.Float64,
     "_file": pl.String,
     "_row": pl.Int64,
+    "_field": pl.Int64,
 }
+PROVENANCE = ("_file", "_row", "_field")
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "table": pl.String,
     "file": pl.String,
     "row": pl.Int64,
+    "field": pl.Int64,
     "column": pl.String,
     "check": pl.String,
     "reason": pl.String,
@@ -95,6 +103,16 @@ class Catalogue:
     interactions: pl.DataFrame
     rejected: pl.DataFrame = field(default_factory=rejected_frame)
     source: str = ""
+    rows_read: dict[str, int] = field(default_factory=dict)      # per table; empty: not counted (built in code)
+    rows_excluded: dict[str, int] = field(default_factory=dict)  # per table, left out on purpose (snapshot)
+
+    def __post_init__(self) -> None:
+        # frames built by hand or stored before the _field / field columns existed
+        if "_field" not in self.interactions.columns:
+            self.interactions = self.interactions.with_columns(pl.lit(None, dtype=pl.Int64).alias("_field"))
+        if "field" not in self.rejected.columns:
+            self.rejected = self.rejected.with_columns(pl.lit(None, dtype=pl.Int64).alias("field"))
+        self.rejected = self.rejected.select(list(REJECTED_SCHEMA))
 
     @property
     def n_users(self) -> int:
@@ -116,7 +134,7 @@ class Catalogue:
         """A stable hash of the data (not of provenance columns): same data, same hash."""
         h = hashlib.sha256()
         for frame in (self.items, self.interactions):
-            data = frame.drop(["_file", "_row"])
+            data = frame.drop([c for c in PROVENANCE if c in frame.columns])
             h.update(data.sort(data.columns, nulls_last=True).write_csv().encode())
         return h.hexdigest()[:16]
 
@@ -128,6 +146,7 @@ class Catalogue:
             "n_interactions": int(self.n_interactions),
             "n_images": int(self.n_images),
             "n_rejected_rows": int(self.rejected.height),
+            "rows_read": dict(self.rows_read),
             "source": self.source,
         }
 

@@ -51,5 +51,7 @@ def take_snapshot(cat: Catalogue, until: str, items: str = "seen") -> Catalogue:
                           f"(data covers {', '.join(months(cat)[:1] + months(cat)[-1:])})")
     kept = kept.with_columns(pl.col("position").rank("ordinal").over("user_id").cast(pl.Int64) - 1)
     item_table = cat.items if items == "all" else cat.items.filter(pl.col("item_id").is_in(kept["item_id"].unique()))
+    excluded = {"items": cat.items.height - item_table.height, "interactions": inter.height - kept.height}
     return Catalogue(name=f"{cat.name}@{until}", items=item_table, interactions=kept,
-                     source=f"{cat.source} until {until}", rejected=cat.rejected)
+                     source=f"{cat.source} until {until}", rejected=cat.rejected, rows_read=dict(cat.rows_read),
+                     rows_excluded={t: cat.rows_excluded.get(t, 0) + n for t, n in excluded.items()})

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from sidkit.data.schema import INTERACTION_SCHEMA, ITEM_SCHEMA, Catalogue, rejected_frame
+from sidkit.data.schema import INTERACTION_SCHEMA, ITEM_SCHEMA, PROVENANCE, Catalogue, rejected_frame
 from sidkit.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class ValidationReport:
     rejected_rows: int
     mode: str
     warnings: list[str] = field(default_factory=list)
+    accounting: dict[str, dict[str, int]] = field(default_factory=dict)  # per table: read, kept, quarantined, excluded
+    html_path: str | None = None  # where :meth:`save` wrote the report for people to open
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     engine: str = "great_expectations"
 
@@ -86,9 +88,30 @@ class ValidationReport:
             col = f" column '{c.column}'" if c.column else ""
             lines.append(f"- [{c.table}] {c.check}{col}: {c.n_failed} failing; {c.detail}")
             lines.extend(f"    {e}" for e in c.examples[:limit])
+        if self.accounting:
+            lines.append("rows: " + self.accounting_line())
+        if self.html_path:
+            lines.append(f"report: {self.html_path}")
         lines.append("Rejected rows and reasons are in the quarantine artifact; fix the source data "
                      "or set validation.on_invalid: quarantine to continue without them.")
         return "\n".join(lines)
+
+    def save(self, folder: str | os.PathLike) -> str:
+        """Write ``report.json`` and ``report.html`` into ``folder``; returns the HTML path."""
+        from pathlib import Path
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        self.html_path = str((out / "report.html").resolve())
+        (out / "report.json").write_text(self.to_json(), encoding="utf-8")
+        (out / "report.html").write_text(self.to_html(), encoding="utf-8")
+        return self.html_path
+
+    def accounting_line(self) -> str:
+        verb = "quarantined" if self.mode == "quarantine" else "rejected"
+        return "; ".join(f"{t} read {a['read']}, kept {a['kept']}, {verb} {a['quarantined']}"
+                         + (f", excluded by the snapshot {a['excluded']}" if a["excluded"] else "")
+                         for t, a in self.accounting.items())
 
     def to_html(self) -> str:
         rows = []
@@ -107,6 +130,8 @@ class ValidationReport:
                 f"<h2>Validation of {html.escape(self.subject)}: {verdict}</h2>"
                 f"<p>{self.created_at} &middot; engine: {self.engine} &middot; mode: {self.mode} &middot; "
                 f"rows: {html.escape(json.dumps(self.n_rows))} &middot; rejected rows: {self.rejected_rows}</p>"
+                + (f"<p>Every row read is accounted for: {html.escape(self.accounting_line())}</p>"
+                   if self.accounting else "")
                 + (f"<h3>Warnings</h3><ul>{warn}</ul>" if warn else "")
                 + "<table><tr><th>table</th><th>check</th><th>column</th><th>result</th><th>failing</th>"
                 "<th>detail</th><th>examples (file, row)</th></tr>" + "".join(rows) + "</table></body></html>")
@@ -148,8 +173,10 @@ def run_expectations(ctx, gx, name: str, frame, expectations: list) -> list[tupl
 
 def _where(frame: pl.DataFrame, i: int, column: str | None) -> str:
     f, row = frame["_file"][i], frame["_row"][i]
+    fld = frame["_field"][i] if "_field" in frame.columns else None
     col = f", column '{column}'" if column else ""
-    return f"{f}, row {row if row is not None else '?'}{col}"
+    item = f" (entry {fld} of the line)" if fld is not None else ""
+    return f"{f}, row {row if row is not None else '?'}{item}{col}"
 
 
 # ------------------------------------------------------------------ catalogue
@@ -165,7 +192,8 @@ def _catalogue_checks(cat: Catalogue, rules: ValidationRules, ctx, gx, gxe, tag:
         checks.append(CheckResult(table, check, column, success, len(idx), examples, detail or reason))
         for i in idx:
             row = frame.row(i, named=True)
-            rejects.append({"table": table, "file": row["_file"], "row": row["_row"], "column": column,
+            rejects.append({"table": table, "file": row["_file"], "row": row["_row"], "field": row.get("_field"),
+                            "column": column,
                             "check": check, "reason": reason,
                             "record": json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, default=str)})
 
@@ -260,6 +288,11 @@ def validate_catalogue(cat: Catalogue, rules: ValidationRules | dict | None = No
         cov_ok = coverage >= rules.min_text_coverage
         all_checks.append(CheckResult("items", "text_coverage", "title", cov_ok, 0 if cov_ok else current.items.height - n_text,
                                       [], f"{coverage:.3f} of items have text (minimum {rules.min_text_coverage})"))
+    if not structural and current.interactions.is_empty():
+        structural = True
+        all_checks.append(CheckResult("interactions", "not_empty", None, False, 0, [],
+                                      "no interaction is left to learn from (the catalogue has zero interactions)"))
+    accounting = account_rows(cat, q, current if rules.on_invalid == "quarantine" else None)
     n_rejected = q.height
     failed_checks = any(not c.success for c in all_checks)
     passed = (not failed_checks) if rules.on_invalid == "fail" else (not structural and all(
@@ -268,24 +301,58 @@ def validate_catalogue(cat: Catalogue, rules: ValidationRules | dict | None = No
         warnings.append(f"{n_rejected} row(s) quarantined and excluded from the validated catalogue")
     report = ValidationReport(subject=f"catalogue '{cat.name}'", passed=passed, checks=all_checks,
                               n_rows={"items": cat.items.height, "interactions": cat.interactions.height},
-                              rejected_rows=n_rejected, mode=rules.on_invalid, warnings=warnings)
+                              rejected_rows=n_rejected, mode=rules.on_invalid, warnings=warnings, accounting=accounting)
     validated = current if rules.on_invalid == "quarantine" else cat
-    validated = Catalogue(validated.name, validated.items, validated.interactions, rejected_frame(), validated.source)
+    validated = Catalogue(validated.name, validated.items, validated.interactions, rejected_frame(), validated.source,
+                          dict(cat.rows_read), dict(cat.rows_excluded))
     return report, q, validated
 
 
 def _without(cat: Catalogue, rejected: pl.DataFrame) -> Catalogue:
     """The catalogue minus rejected rows (matched by provenance), and interactions of rejected items."""
     def drop(frame, table):
-        r = rejected.filter(pl.col("table") == table).select(pl.col("file").alias("_file"), pl.col("row").alias("_row")).unique()
-        return frame.join(r, on=["_file", "_row"], how="anti", nulls_equal=True)
+        keys = [k for k in PROVENANCE if k in frame.columns]
+        r = (rejected.filter(pl.col("table") == table)
+             .select(pl.col("file").alias("_file"), pl.col("row").alias("_row"), pl.col("field").alias("_field"))
+             .select(keys).unique())
+        return frame.join(r, on=keys, how="anti", nulls_equal=True)
 
     items = drop(cat.items, "items")
     inter = drop(cat.interactions, "interactions")
     return Catalogue(cat.name, items, inter, cat.rejected, cat.source)
 
 
+def account_rows(cat: Catalogue, quarantine: pl.DataFrame, kept: Catalogue | None) -> dict[str, dict[str, int]]:
+    """Per table: rows ``read`` by the loader, ``kept``, ``quarantined`` (distinct rows), ``excluded`` (snapshot).
+
+    ``kept`` is the validated catalogue's rows (quarantine mode) or the parsed rows that no check rejected
+    (fail mode, where any rejection stops the run). ``read = kept + quarantined + excluded`` must hold;
+    :func:`raise_for_report` refuses a report where it does not.
+    """
+    out = {}
+    for table in ("items", "interactions"):
+        parsed = getattr(cat, table).height
+        quarantined = quarantine.filter(pl.col("table") == table).select("file", "row", "field").unique().height
+        parse_rejects = cat.rejected.filter(pl.col("table") == table).select("file", "row", "field").unique().height
+        excluded = cat.rows_excluded.get(table, 0)
+        read = cat.rows_read.get(table, parsed + parse_rejects + excluded)
+        # fail mode removes nothing: kept = the parsed rows no check rejected (checks the loader's counts)
+        n_kept = getattr(kept, table).height if kept is not None else parsed - (quarantined - parse_rejects)
+        out[table] = {"read": read, "kept": n_kept, "quarantined": quarantined, "excluded": excluded}
+    return out
+
+
+def unaccounted_rows(report: ValidationReport) -> list[str]:
+    """Tables whose counts do not add up (a row went missing without a quarantine entry)."""
+    return [f"{t}: read {a['read']} != kept {a['kept']} + quarantined {a['quarantined']} + excluded {a['excluded']}"
+            for t, a in report.accounting.items() if a["read"] != a["kept"] + a["quarantined"] + a["excluded"]]
+
+
 def raise_for_report(report: ValidationReport) -> None:
+    lost = unaccounted_rows(report)
+    if lost:
+        raise DataValidationError(f"validation of {report.subject}: rows are unaccounted for ({'; '.join(lost)}); "
+                                  "this is a bug in sidkit, please report it with the validation report")
     if not report.passed:
         raise DataValidationError(report.failure_message())
 

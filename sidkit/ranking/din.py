@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from sidkit.errors import ConfigError
@@ -38,15 +38,15 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     features: str = "id+sid"
-    dim: int = 32
+    dim: int = Field(32, ge=1)
     attention_hidden: int = 64
     mlp_hidden: int = 64
     max_history: int = 20
-    n_negatives: int = 4
-    n_eval_negatives: int = 99
-    epochs: int = 5
-    batch_size: int = 512
-    lr: float = 1e-3
+    n_negatives: int = Field(4, ge=1)
+    n_eval_negatives: int = Field(99, ge=1)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
     seed: int = 0
 
 

@@ -49,23 +49,23 @@ IGNORE = -100   # a target that is no target, in per-position (compact) code ind
 class GeneratorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    dropout: float = 0.1
-    max_history: int = 20
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    d_model: int = Field(128, ge=1)
+    n_layers: int = Field(4, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_ff: int = Field(512, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_history: int = Field(20, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
     warmup_steps: int = 200       # linear warm-up, then cosine decay to 10% of lr over `epochs`
     schedule: Literal["cosine", "constant"] = "cosine"
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)  # > 0: validate, select and return an exponential moving
                                                    # average of the weights (per step; ramped up as
                                                    # min(decay, (1 + step) / (10 + step))); 0 = the live weights
-    beam_size: int = 20
-    eval_batch_size: int = 64
+    beam_size: int = Field(20, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
     patience: int = 5             # validations without improvement before stopping
     valid_every: int = 1          # validate (beam search on validation users) every N epochs
     valid_users: int = 0          # validate on a fixed random sample of this many users (0 = all)

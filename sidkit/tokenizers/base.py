@@ -35,7 +35,7 @@ class TokenizerConfig(BaseModel):
     codebook_size: int = Field(256, ge=2)
     latent_dim: int = Field(32, ge=1)
     hidden_dims: tuple[int, ...] = (512, 256, 128)
-    dropout: float = 0.0
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     beta: float = 0.25
     gradient: str = "ste"                   # "ste" | "rotation"
     sinkhorn_eps_last_level: float = 0.0    # > 0: Sinkhorn-balanced last level (LETTER uses 0.003)
@@ -43,11 +43,11 @@ class TokenizerConfig(BaseModel):
     kmeans_iters: int = 50
     kmeans_balanced: bool = False           # RQ-KMeans: Sinkhorn-balanced Lloyd steps (OneRec)
     dead_code_reset: bool = True            # re-seed codes unused in an epoch from batch residuals
-    epochs: int = 200
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    eval_every: int = 10
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    eval_every: int = Field(10, ge=1)
     # checkpoint kept: "collision" = lowest collision rate at an evaluation, then loss (LETTER/MACRec
     # code); "last" = the end of training (TIGER). Collisions often rise as codes spread out, and then
     # "collision" keeps an early, under-trained checkpoint (the trainer warns when it keeps the first).
@@ -58,7 +58,7 @@ class TokenizerConfig(BaseModel):
     n_shared_experts: int = 1               # MMQ / ADA-SID shared experts
     n_specific_experts: int = 1             # per view (MMQ) or per side (ADA-SID: content, behaviour)
     loss_weights: dict[str, float] = Field(default_factory=dict)   # overrides of the method's defaults; 0 = off
-    temperature: float = 0.1                # InfoNCE temperature (alignment, contrast)
+    temperature: float = Field(0.1, gt=0.0)               # InfoNCE temperature (alignment, contrast)
     contrast_start_level: int = 2           # MACRec: first level with cross-modal residual contrast (paper: 3rd)
     pseudo_label_clusters: int = 512        # MACRec: k-means clusters per modality for positives (capped at n/4)
     richness_aware: bool = True             # ADA-SID: weight alignment by information richness

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from sidkit.errors import ConfigError
@@ -35,12 +35,12 @@ class SoftIndexingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    epochs: int = 5
-    temperature: float = 1.0
-    lr: float = 3e-4
-    batch_size: int = 256
-    max_len: int = 20
-    hidden: int = 64
+    epochs: int = Field(5, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    lr: float = Field(3e-4, gt=0.0)
+    batch_size: int = Field(256, ge=1)
+    max_len: int = Field(20, ge=1)
+    hidden: int = Field(64, ge=1)
     content_weight: float = 1.0   # weight of the stage-1 objective (multimodal reconstruction + VQ + method terms)
     seed: int = 0
 

@@ -1,0 +1,107 @@
+"""Whole-config checks before anything runs: every error names the file, the key and the line."""
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidkit.config import ConfigFileError, check_config_file
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = (ROOT / "configs" / "train_beauty_rqvae.yaml").read_text()
+
+
+def _pipeline_parameters(name: str) -> set[str]:
+    import importlib
+
+    module, attr = {"train": ("pipelines.training", "training_pipeline"),
+                    "eval": ("pipelines.evaluation", "evaluation_pipeline"),
+                    "drift": ("pipelines.monitoring", "drift_monitoring"),
+                    "compare": ("pipelines.ab_comparison", "ab_comparison"),
+                    "retrain": ("pipelines.retraining", "retraining")}[name]
+    return set(inspect.signature(getattr(importlib.import_module(module), attr).entrypoint).parameters)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "overlays" not in p.parts),
+                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_shipped_config_passes_the_checks(path):
+    check_config_file(path, _pipeline_parameters(path.name.split("_")[0].removesuffix(".yaml")))
+
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("old,new,key,reason", [
+    ("    epochs: 200", "    epochs: 0", "parameters.tokenizer.epochs", "greater than or equal to 1"),
+    ("    batch_size: 1024", "    batch_size: 0", "parameters.tokenizer.batch_size", "greater than or equal to 1"),
+    ("    batch_size: 1024", "    batch_size: 1024\n    lr: -0.001", "parameters.tokenizer.lr", "greater than 0"),
+    ("    codebook_size: 256", "    codebok_size: 256", "parameters.tokenizer.codebok_size", "unknown key"),
+    ("    behaviour: {enabled: true, epochs: 30}", "    behaviour: {enabled: true, epochs: 0}",
+     "parameters.features.behaviour.epochs", "greater than or equal to 1"),
+    ("  collisions: {policy: append_token}", "  collisions: {policy: append}", "parameters.collisions.policy",
+     "append_token"),
+    ("  max_history: 20", "  max_history: 1", "parameters.max_history", ">= 2"),
+    ("  max_history: 20", "  max_histroy: 20", "parameters.max_histroy", "unknown parameter"),
+    ("path: ../shared/data/amazon-beauty}", "path: ../shared/data/amazon-beauty, colour: red}",
+     "parameters.dataset.colour", "unknown option"),
+    ("{format: amazon_sequences,", "{format: amazon_seq,", "parameters.dataset.format", "must be one of"),
+    ("  validation: {on_invalid: fail,", "  validation: {on_invalid: fail, min_users: 3,",
+     "parameters.validation.min_users", "unknown key"),
+])
+def test_bad_values_are_named_with_key_and_line(tmp_path, old, new, key, reason):
+    assert old in BASE
+    text = BASE.replace(old, new, 1)
+    with pytest.raises(ConfigFileError) as err:
+        check_config_file(_write(tmp_path, text), _pipeline_parameters("train"))
+    assert err.value.key == key and reason in err.value.reason
+    assert err.value.line == _line_of(text, new.splitlines()[-1])
+    assert str(err.value).startswith(f"{tmp_path / 'bad.yaml'}, line {err.value.line}, key '{key}'")
+
+
+def test_unknown_top_level_key(tmp_path):
+    text = BASE + "paramters: {}\n"
+    with pytest.raises(ConfigFileError, match=r"line \d+, key 'paramters': unknown top-level key") as err:
+        check_config_file(_write(tmp_path, text))
+    assert err.value.line == len(text.splitlines())
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    with pytest.raises(ConfigFileError, match=r"bad.yaml, line 3: not valid YAML"):
+        check_config_file(_write(tmp_path, "parameters:\n  dataset: {format: synthetic\n"))
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n"])
+def test_empty_config(tmp_path, text):
+    with pytest.raises(ConfigFileError, match="the config file is empty"):
+        check_config_file(_write(tmp_path, text))
+
+
+def test_unset_environment_variable_names_key_and_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIDKIT_NOT_SET", raising=False)
+    text = "parameters:\n  dataset:\n    format: amazon_sequences\n    path: ${SIDKIT_NOT_SET}/beauty\n"
+    with pytest.raises(ConfigFileError, match=r"line 4, key 'parameters.dataset.path': environment variable "
+                                              r"\$\{SIDKIT_NOT_SET\} is not set"):
+        check_config_file(_write(tmp_path, text))
+    monkeypatch.setenv("SIDKIT_NOT_SET", str(tmp_path))
+    check_config_file(_write(tmp_path, text))
+
+
+def test_bad_snapshot_month(tmp_path):
+    cfg = yaml.safe_load((ROOT / "configs" / "retrain_movielens.yaml").read_text())
+    cfg["parameters"]["dataset"]["snapshot"]["until"] = "1997-13"
+    with pytest.raises(ConfigFileError, match="parameters.dataset.snapshot.until'.*YYYY-MM"):
+        check_config_file(_write(tmp_path, yaml.safe_dump(cfg)), _pipeline_parameters("retrain"))
+
+
+def test_missing_required_parameter(tmp_path):
+    with pytest.raises(ConfigFileError, match="'tokenizer_model' is required"):
+        check_config_file(_write(tmp_path, "parameters:\n  ranking: {epochs: 1}\n"), _pipeline_parameters("eval"),
+                          {"tokenizer_model"})
