@@ -30,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
+# rows measured before commit 43e7737 (no "embedding_cache_fixed" in the row): their tokenizers may have been
+# trained on text vectors a warm embedding cache had shifted onto other items (BENCHMARKS.md, cache audit)
+UNVERIFIED = ("measured before the embedding-cache fix (43e7737): the tokenizer may have been trained on text vectors "
+              "that a warm cache had shifted onto other items; unverified until re-run (see the cache audit)")
 MODELS = {"beauty": "sidkit-tokenizer-beauty", "movielens": "sidkit-tokenizer-movielens"}
 PUBLISHED = {  # ../shared/docs/methods.md: Amazon Beauty, R@5 / R@10 / N@5 / N@10
     "beauty": [("TIGER (paper)", 0.0454, 0.0648, 0.0321, 0.0384),
@@ -192,7 +196,8 @@ def main() -> None:
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
                                                                   "error": log.read_text()[-800:]}
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
-                  "measured_at": now(), "commit": git_rev()})
+                  "measured_at": now(), "commit": git_rev(), "embedding_cache_fixed": True,
+                  "load_average_1min_end": round(os.getloadavg()[0], 2)})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile
         merged = stored_runs()
         merged[method] = s
@@ -226,7 +231,8 @@ def main() -> None:
             lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} |||||||||||")
             continue
         r, k = s["retrieval"], s["ranking"]
-        lines.append(f"| {s['method']} | {s['model_version']} | {r['recall@5']:.4f} | {r['recall@10']:.4f} | "
+        mark = "" if s.get("embedding_cache_fixed") else " †"
+        lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {r['recall@10']:.4f} | "
                      f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.1f} min | {r['eval_seconds'] / 60:.1f} min | "
                      f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min |")
@@ -240,6 +246,8 @@ def main() -> None:
         cell = lambda d, key: f"{d[key]:.4f}" if d and d.get(key) is not None else "-"  # noqa: E731
         strata.append(f"| {s['method']} | " + " | ".join(cell(bp.get(x), "recall@10") for x in ("head", "torso", "tail", "cold"))
                       + " | " + " | ".join(cell(kp.get(x), "gauc") for x in ("head", "torso", "tail")) + " |")
+    if any(not s.get("embedding_cache_fixed") for s in rows):
+        lines.append(f"\n† {UNVERIFIED}")
     table = "\n".join(lines + strata) + "\n"
     print(table)
     if args.write:
