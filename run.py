@@ -342,6 +342,13 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
         _fail(summary_path, f"{config_path}: parameters.model_name is required")
     overrides: dict = {}
     if until:
+        from sidkit.data.snapshots import month_end
+        from sidkit.errors import ConfigError
+
+        try:
+            month_end(until)
+        except ConfigError as exc:
+            _fail(summary_path, f"--until: {exc}", code=2)
         overrides["dataset"] = {**params.get("dataset", {}), "snapshot": {**params.get("dataset", {}).get("snapshot", {}),
                                                                           "until": until}}
     if mode:

@@ -105,3 +105,16 @@ def test_missing_required_parameter(tmp_path):
     with pytest.raises(ConfigFileError, match="'tokenizer_model' is required"):
         check_config_file(_write(tmp_path, "parameters:\n  ranking: {epochs: 1}\n"), _pipeline_parameters("eval"),
                           {"tokenizer_model"})
+
+
+def test_retrain_rejects_a_bad_month_before_anything_runs(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    import run
+
+    out = tmp_path / "s.json"
+    r = CliRunner().invoke(run.cli, ["retrain", "--config", str(ROOT / "configs" / "retrain_movielens.yaml"),
+                                     "--until", "1997-13", "--summary", str(out)])
+    assert r.exit_code == 2 and "YYYY-MM" in json.loads(out.read_text())["error"]
