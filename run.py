@@ -176,7 +176,10 @@ def _prepare_state() -> None:
 
     initialise_state()
     _MARKER = ProcessMarker()
-    close_stale_pipeline_runs(_MARKER)
+    try:
+        close_stale_pipeline_runs(_MARKER)
+    except Exception as exc:  # housekeeping must never stop the command the user asked for
+        logging.getLogger("sidkit").warning("could not check for stale runs (%s: %s)", type(exc).__name__, exc)
 
 
 CLI_PARAMETERS = {"tokenizer_version", "reference_version", "current_version", "challenger_version"}  # set by the CLI
