@@ -119,11 +119,11 @@ def _prepared_config(tmp: str, config_path: str, overrides: dict | None) -> str:
 
 def _run(pipeline, pipeline_name: str, config_path: str, summary_path: str | None, no_cache: bool,
          run_name: str | None, overrides: dict | None = None):
-    """Run a pipeline from a YAML config and return the run; on failure write the failure summary and exit 1."""
+    """Run a pipeline from a YAML config (already checked by :func:`checked_params`) and return the run;
+    on failure write the failure summary and exit 1."""
     import tempfile
 
 
-    checked_params(config_path, pipeline, summary_path)
     started = datetime.now(timezone.utc)
     options: dict = {}
     if no_cache:
@@ -207,6 +207,7 @@ def train(config_path: str, summary_path: str | None, no_cache: bool, run_name: 
     """Run the training pipeline: data -> validation -> embeddings -> tokenizer -> SIDs."""
     from pipelines.training import training_pipeline
 
+    checked_params(config_path, training_pipeline, summary_path)
     run = _run(training_pipeline, "training_pipeline", config_path, summary_path, no_cache, run_name)
     summary = _output(run, "publish_tokenizer", "training_summary")
     _write_summary(summary_path, summary)
