@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
+from sidkit.precision import cpu_isa  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
 # rows measured before commit 43e7737 (no "embedding_cache_fixed" in the row): their tokenizers may have been
@@ -155,6 +156,13 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
     return m
 
 
+def where(row: dict) -> str:
+    """ISA, precision and load average (start -> end) a row ran with; '-' where an older row lacks them."""
+    load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
+            if "load_average_1min_start" in row else "-")
+    return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", choices=sorted(MODELS), default="beauty")
@@ -189,6 +197,7 @@ def main() -> None:
             out = Path(tmp) / "e.json"
             cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", versions[method],
                    "--summary", str(out)]
+            load_start = round(os.getloadavg()[0], 2)
             t = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
                            env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
@@ -197,7 +206,9 @@ def main() -> None:
                                                                   "error": log.read_text()[-800:]}
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev(), "embedding_cache_fixed": True,
-                  "load_average_1min_end": round(os.getloadavg()[0], 2)})
+                  "load_average_1min_start": load_start, "load_average_1min_end": round(os.getloadavg()[0], 2),
+                  "machine": machine(), "isa": cpu_isa(),
+                  "precision": s.get("retrieval", {}).get("precision")})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile
         merged = stored_runs()
         merged[method] = s
@@ -212,30 +223,30 @@ def main() -> None:
              f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
              f"(`measured_at`, `commit` per row in benchmarks/results/downstream_{args.dataset}.json).\n",
              "| tokenizer | model version | R@5 | R@10 | N@5 | N@10 | AUC | GAUC | generator epochs | "
-             "generator train | retrieval eval | ranking | wall |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "generator train | retrieval eval | ranking | wall | ISA · precision · load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, *vals in PUBLISHED.get(args.dataset, []):
-        lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | |")
+        lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | | |")
     if versions:
         for name, m in reference_baselines(MODELS[args.dataset], next(iter(versions.values()))).items():
             lines.append(f"| {name} | | {m['recall@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@5']:.4f} | "
-                         f"{m['ndcg@10']:.4f} | | | | | | | |")
+                         f"{m['ndcg@10']:.4f} | | | | | | | | |")
     ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
     if ref_path.exists():
         m = json.loads(ref_path.read_text())
         lines.append(f"| SASRec, item IDs, full-softmax CE (same splits; {m['measured_at']}) | | {m['recall@5']:.4f} | "
                      f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | {m['epochs']} | "
-                     f"{m['train_seconds'] / 60:.1f} min | | | |")
+                     f"{m['train_seconds'] / 60:.1f} min | | | | |")
     for s in rows:
         if s.get("status") != "succeeded":
-            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} |||||||||||")
+            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} ||||||||||||")
             continue
         r, k = s["retrieval"], s["ranking"]
         mark = "" if s.get("embedding_cache_fixed") else " †"
         lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {r['recall@10']:.4f} | "
                      f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.1f} min | {r['eval_seconds'] / 60:.1f} min | "
-                     f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min |")
+                     f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min | {where(s)} |")
     strata = ["", "Recall@10 by popularity of the test item (head = top 20% of items by training interactions, "
               "tail = bottom 50%):\n", "| tokenizer | head | torso | tail | cold | GAUC head | GAUC torso | GAUC tail |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

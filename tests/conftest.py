@@ -64,3 +64,21 @@ def clustered_vectors():
     labels = rng.integers(0, 8, size=800)
     x = centres[labels] + rng.normal(0, 0.3, size=(800, 24))
     return x.astype("float32"), labels
+
+
+def planted_walks(n_items: int, n_users: int, lengths: tuple[int, int], seed: int = 0):
+    """Items with unique 2-token SIDs (8 codes at the second position) and user sequences that follow a
+    fixed successor map 90% of the time: the next item is learnable, popularity is not enough."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sids = np.stack([np.arange(n_items) // 8, np.arange(n_items) % 8], 1)
+    successor = rng.permutation(n_items)
+
+    def walk(length):
+        s = [int(rng.integers(n_items))]
+        for _ in range(length - 1):
+            s.append(int(successor[s[-1]]) if rng.random() < 0.9 else int(rng.integers(n_items)))
+        return s
+
+    return sids, [walk(int(rng.integers(*lengths))) for _ in range(n_users)]

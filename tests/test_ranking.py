@@ -77,3 +77,41 @@ def test_sid_weighted_uses_the_weights(clustered_behaviour):
     a = model.rep(torch.tensor([1]))          # item 0
     b = model.rep(torch.tensor([1 + 10]))     # item 10: same cluster, other second code
     torch.testing.assert_close(a, b)          # weight 0 removes the difference
+
+
+def test_din_attention_split_by_linearity_equals_the_concatenated_unit():
+    """DIN's attention unit reads [h, t, h - t, h * t]; the model evaluates its first layer split by
+    linearity, with a candidate matrix sharing one history. Both must give the concatenated formula."""
+    import torch
+
+    from sidkit.ranking.din import DIN, ItemRepresentation
+
+    torch.manual_seed(0)
+    cfg = RankerConfig(features="id+sid", dim=8)
+    sids = np.random.default_rng(0).integers(0, 5, (30, 3))
+    model = DIN(ItemRepresentation(30, sids, None, cfg), cfg).eval()
+    history = torch.tensor([[0, 0, 3, 7, 9], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]])   # the second user has none
+    candidates = torch.tensor([[4, 11, 30], [5, 6, 7], [8, 9, 10]])
+
+    def reference(hist, target):
+        h, t = model.rep(hist), model.rep(target)
+        te = t.unsqueeze(1).expand_as(h)
+        s = model.att(torch.cat([h, te, h - te, h * te], -1)).squeeze(-1).masked_fill(hist == 0, float("-inf"))
+        interest = (torch.softmax(s, 1).nan_to_num(0.0).unsqueeze(-1) * h).sum(1)
+        return model.mlp(torch.cat([interest, t, interest * t], -1)).squeeze(-1)
+
+    with torch.no_grad():
+        grouped = model(history, candidates)
+        for c in range(3):
+            torch.testing.assert_close(grouped[:, c], reference(history, candidates[:, c]), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(model(history, candidates[:, c]), grouped[:, c], atol=1e-6, rtol=1e-6)
+
+
+def test_scoring_grouped_by_user_equals_row_by_row_scoring(clustered_behaviour):
+    n_items, sids, seqs, hist, tgt = clustered_behaviour
+    cfg = RankerConfig(features="id+sid", epochs=1, n_eval_negatives=20)
+    model, _ = train_ranker(seqs, n_items, cfg, sids=sids)
+    hist, tgt = hist[:40], tgt[:40]
+    users, h, cand, labels = evaluation_impressions(hist, tgt, n_items, cfg)
+    assert (np.bincount(users) == 21).all() and labels.sum() == 40
+    np.testing.assert_allclose(score(model, h, cand, users), score(model, h, cand), atol=1e-5)

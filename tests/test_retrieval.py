@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sidkit.retrieval.generator import (
     BOS,
@@ -16,6 +17,7 @@ from sidkit.retrieval.generator import (
 )
 from sidkit.retrieval.metrics import ndcg_at_k, popularity_strata, recall_at_k, retrieval_metrics, target_ranks
 from sidkit.retrieval.trie import SIDTrie
+from tests.conftest import planted_walks
 
 
 def test_metrics_against_hand_computed_values():
@@ -96,16 +98,8 @@ def test_training_windows_cover_long_sequences():
 @pytest.mark.parametrize("history", ["items", "tokens"])
 def test_generator_beats_popularity_on_planted_signal(history):
     """Sequences follow a fixed successor map: the next item is learnable, popularity is not enough."""
-    rng = np.random.default_rng(0)
     n_items = 60
-    sids = np.stack([np.arange(n_items) // 8, np.arange(n_items) % 8], 1)   # unique 2-token SIDs
-    successor = rng.permutation(n_items)
-    def walk(length):
-        s = [int(rng.integers(n_items))]
-        for _ in range(length - 1):
-            s.append(int(successor[s[-1]]) if rng.random() < 0.9 else int(rng.integers(n_items)))
-        return s
-    users = [walk(int(rng.integers(5, 10))) for _ in range(300)]
+    sids, users = planted_walks(n_items, 300, (5, 10))
     train = [u[:-2] for u in users]
     valid = ([u[:-2] for u in users[:100]], [u[-2] for u in users[:100]])
     test_hist, test_tgt = [u[:-1] for u in users], [u[-1] for u in users]
@@ -267,6 +261,37 @@ def test_excluded_history_items_take_no_beam_slot(views):
     assert any(set(r) & set(h) for h, r in zip(histories, plain))      # the model does rank history items
 
 
+def test_a_beam_as_wide_as_the_catalogue_ranks_every_sid_by_its_exact_log_probability():
+    """The batched (tensor-trie) beam search against brute force: every catalogue SID scored by the
+    training forward pass (teacher forcing). A beam at least as wide as the catalogue must return
+    exactly the catalogue's SIDs, minus each user's excluded ones, in that order with those scores
+    (users with different histories in one batch, unequal codebooks, a sparse trie)."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator, _pad_left, _sequences_to_tokens
+
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    grid = np.array([[a, b, c] for a in range(4) for b in range(5) for c in range(3)])
+    sids = grid[np.sort(rng.choice(len(grid), 25, replace=False))]       # 25 of 60 prefixes exist
+    vocab = SIDVocabulary.from_sids(sids)
+    trie = SIDTrie(sids.tolist(), list(range(len(sids))))
+    cfg = GeneratorConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0, decoder_layers=2)
+    model = ItemHistoryGenerator(vocab, 1 + 6 * 3, cfg).eval()
+    tokens = vocab.tokens(sids)
+    histories = [[0, 4, 9], [3], [7, 1, 2, 24, 11]]
+    exclude = [{tuple(sids[4]), tuple(sids[20])}, set(), {tuple(sids[0])}]
+    batch = _pad_left(_sequences_to_tokens(histories, tokens, 5))
+    got, scores = beam_search(model, batch, trie, vocab, beam_size=40, exclude=exclude)
+    for u, hist in enumerate(histories):
+        rows = _pad_left(_sequences_to_tokens([hist + [i] for i in range(len(sids))], tokens, 6))
+        logp = torch.log_softmax(model(rows)[:, -3:], -1)                  # the target item's 3 positions
+        exact = logp.gather(2, rows[:, -3:, None])[..., 0].sum(1)
+        order = [i for i in torch.argsort(exact, descending=True, stable=True).tolist()
+                 if tuple(sids[i]) not in exclude[u]]
+        assert got[u] == [tuple(int(c) for c in sids[i]) for i in order]
+        torch.testing.assert_close(scores[u, :len(order)], exact[order], atol=1e-4, rtol=1e-4)
+        assert torch.isinf(scores[u, len(order):]).all()
+
+
 def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum():
     """One encoder pass per view feeds every task reading it and the alignment; the loss and its
     gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
@@ -385,3 +410,23 @@ def test_generator_with_weight_average_returns_the_selected_average():
     p, a, b = plain.state_dict(), averaged.state_dict(), again.state_dict()
     assert any(not torch.equal(p[k], a[k]) for k in p)        # the average differs from the live weights
     assert all(torch.equal(a[k], b[k]) for k in a)            # and is reproducible
+
+
+def test_compact_training_logits_give_the_full_vocabulary_loss():
+    """Training scores each SID position over its own codebook only; the loss equals the cross-entropy
+    over the whole vocabulary (whose other columns are -inf), left-padded rows included."""
+    from sidkit.retrieval.generator import IGNORE, N_SPECIAL, ItemHistoryGenerator
+
+    torch.manual_seed(0)
+    vocab = SIDVocabulary([8, 10, 3])
+    model = ItemHistoryGenerator(vocab, 1 + 4 * 3, GeneratorConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32,
+                                                                    dropout=0.0)).eval()
+    rows = torch.tensor([[0, 0, 0, BOS, 3, 12, 20, 5, 17, 21],
+                         [BOS, 2, 10, 22, 9, 11, 20, 4, 19, 21]])
+    full = model(rows)
+    target = rows[:, 1:].masked_fill(rows[:, 1:] < N_SPECIAL, IGNORE)
+    expected = F.cross_entropy(full.reshape(-1, full.shape[-1]), target.reshape(-1), ignore_index=IGNORE)
+    logits, compact_target = model(rows, compact=True)
+    assert logits.shape == (2, 9, 10)                                  # the widest codebook, not the vocabulary
+    got = F.cross_entropy(logits.reshape(-1, 10), compact_target.reshape(-1), ignore_index=IGNORE)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)

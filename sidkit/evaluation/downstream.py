@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from sidkit.data.splits import TEST, VALID, Splits
+from sidkit.precision import cpu_isa, resolve
 from sidkit.ranking.din import DIN, RankerConfig, evaluation_impressions, score, train_ranker
 from sidkit.ranking.metrics import auc, gauc, per_user_auc
 from sidkit.retrieval.generator import GeneratorConfig, SIDGenerator, SIDVocabulary, generate_ranked, train_generator
@@ -101,6 +103,9 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m]))
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
+    metrics["test_users_per_second"] = len(data.test_hist) / max(metrics["eval_seconds"], 1e-9)
+    metrics["valid_seconds"] = sum(r.get("valid_seconds", 0.0) for r in history)
+    metrics["precision"], metrics["isa"], metrics["threads"] = resolve(cfg.precision), cpu_isa(), torch.get_num_threads()
     metrics["epochs"] = len(history)
     metrics["views"] = views
     if per_user is not None:
@@ -122,8 +127,9 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,
             weights[:, int(c.split("_")[1])] = table.frame[c].to_numpy()
     t0 = time.perf_counter()
     model, _ = train_ranker(data.train, len(data.item_ids), cfg, sids=table.sids(), weights=weights)
+    train_s = time.perf_counter() - t0
     users, hist, cand, labels = evaluation_impressions(data.test_hist, data.test_tgt, len(data.item_ids), cfg)
-    scores = score(model, hist, cand)
+    scores = score(model, hist, cand, users)
     g, kept = gauc(users, labels, scores)
     user_stratum = np.asarray(data.strata)[users]
 
@@ -133,7 +139,7 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,
 
     metrics = {"auc": auc(labels, scores), "gauc": g, "n_users": kept, "features": cfg.features,
                "by_popularity": _by_stratum(user_stratum, stratum),
-               "seconds": time.perf_counter() - t0}
+               "seconds": time.perf_counter() - t0, "train_seconds": train_s}
     if per_user is not None:
         n = len(data.test_tgt)
         aucs, counts = np.full(n, np.nan), np.zeros(n)

@@ -13,7 +13,8 @@ prediction ``MLP([interest, t, interest * t])``.
 
 Training data (training split only): every position >= 1 of every user's training sequence is
 a positive (history = up to ``max_history`` earlier items); each positive gets ``n_negatives``
-negatives drawn uniformly from the catalogue, excluding the positive (seeded).
+negatives drawn uniformly from the catalogue, excluding the positive (seeded); a positive and its
+negatives are scored together against their one history.
 Evaluation: per user, the held-out item is the positive with ``n_eval_negatives`` uniform
 negatives (excluding the user's own items), history as in leave-one-out.
 """
@@ -98,16 +99,27 @@ class DIN(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(3 * d, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, 1))
 
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """history (batch, L) 1-based item indices, 0-padded; target (batch,). Returns logits (batch,)."""
-        h = self.rep(history)
-        t = self.rep(target)
-        te = t.unsqueeze(1).expand_as(h)
-        scores = self.att(torch.cat([h, te, h - te, h * te], -1)).squeeze(-1)
-        real = history > 0
-        scores = scores.masked_fill(~real, float("-inf"))
-        weights = torch.softmax(scores, 1).nan_to_num(0.0)                   # users with no history: zeros
-        interest = (weights.unsqueeze(-1) * h).sum(1)
-        return self.mlp(torch.cat([interest, t, interest * t], -1)).squeeze(-1)
+        """history (batch, L) 1-based item indices, 0-padded; target (batch,) or (batch, C) candidates
+        sharing that history. Returns logits of target's shape.
+
+        The attention unit's first layer on ``[h, t, h - t, h * t]`` is split by linearity into
+        ``(W_h + W_d) h + (W_t - W_d) t + W_p (h * t)``: the history part once per history item, the
+        candidate part once per candidate, only the product per (candidate, history item) pair --
+        the same function as the concatenation, a quarter of its pairwise FLOPs, no pairwise copy."""
+        single = target.dim() == 1
+        target = target[:, None] if single else target
+        h = self.rep(history)                                                # (B, L, d)
+        t = self.rep(target)                                                 # (B, C, d)
+        first, rest = self.att[0], self.att[1:]
+        w_h, w_t, w_d, w_p = first.weight.split(h.shape[-1], dim=1)
+        pre = (h @ (w_h + w_d).T)[:, None] + (t @ (w_t - w_d).T + first.bias)[:, :, None] \
+            + (h[:, None] * t[:, :, None]) @ w_p.T                           # (B, C, L, hidden)
+        scores = rest(pre).squeeze(-1)                                       # (B, C, L)
+        real = (history > 0)[:, None, :]
+        weights = torch.softmax(scores.masked_fill(~real, float("-inf")), -1).nan_to_num(0.0)  # no history: zeros
+        interest = weights @ h                                               # (B, C, d)
+        logits = self.mlp(torch.cat([interest, t, interest * t], -1)).squeeze(-1)
+        return logits[:, 0] if single else logits
 
 
 def _pad(histories: list[list[int]], max_len: int) -> torch.Tensor:
@@ -120,7 +132,8 @@ def _pad(histories: list[list[int]], max_len: int) -> torch.Tensor:
 
 
 def training_examples(sequences: list[list[int]], n_items: int, cfg: RankerConfig, g: torch.Generator):
-    """(history (N, L), target (N,), label (N,)) with 1-based item indices."""
+    """(history (N, L), candidates (N, 1 + n_negatives), labels (N, 1 + n_negatives)) with 1-based item
+    indices: each positive (column 0) with its negatives, all sharing the positive's history."""
     hist, tgt = [], []
     for s in sequences:
         for t in range(1, len(s)):
@@ -131,35 +144,37 @@ def training_examples(sequences: list[list[int]], n_items: int, cfg: RankerConfi
     pos_t = torch.tensor(tgt)
     neg = torch.randint(1, n_items, (len(tgt), cfg.n_negatives), generator=g)
     neg = neg + (neg >= pos_t[:, None]).long()                                # uniform, excluding the positive
-    h = _pad(hist, cfg.max_history)
-    history = torch.cat([h, h.repeat_interleave(cfg.n_negatives, 0)])
-    target = torch.cat([pos_t, neg.reshape(-1)])
-    label = torch.cat([torch.ones(len(tgt)), torch.zeros(neg.numel())])
-    return history, target, label
+    candidates = torch.cat([pos_t[:, None], neg], 1)
+    labels = torch.zeros(candidates.shape)
+    labels[:, 0] = 1.0
+    return _pad(hist, cfg.max_history), candidates, labels
 
 
 def train_ranker(sequences: list[list[int]], n_items: int, cfg: RankerConfig, sids: np.ndarray | None = None,
                  weights: np.ndarray | None = None, on_epoch=None) -> tuple[DIN, list[dict]]:
-    """Train on 0-based item-row sequences of the training split."""
+    """Train on 0-based item-row sequences of the training split. A step takes ``batch_size``
+    impressions: batch_size / (1 + n_negatives) positives, each with its negatives (one history
+    encoding shared by the positive and its negatives)."""
     torch.manual_seed(cfg.seed)
     g = torch_generator(cfg.seed)
     model = DIN(ItemRepresentation(n_items, sids, weights, cfg), cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history, target, label = training_examples(sequences, n_items, cfg, g)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)   # one kernel, not ~10 ops per tensor
+    history, candidates, labels = training_examples(sequences, n_items, cfg, g)
+    per_step = max(1, cfg.batch_size // candidates.shape[1])
     log_rows = []
     for epoch in progress(range(cfg.epochs), desc=f"DIN ranker ({cfg.features})", unit="epoch"):
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(len(label), generator=g)
+        order = torch.randperm(len(labels), generator=g)
         total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            loss = F.binary_cross_entropy_with_logits(model(history[idx], target[idx]), label[idx])
+        for start in range(0, len(order), per_step):
+            idx = order[start:start + per_step]
+            loss = F.binary_cross_entropy_with_logits(model(history[idx], candidates[idx]), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        rec = {"epoch": epoch, "loss": total / len(label), "seconds": time.perf_counter() - t0}
+        rec = {"epoch": epoch, "loss": total / len(labels), "seconds": time.perf_counter() - t0}
         log_rows.append(rec)
         if on_epoch:
             on_epoch(epoch, rec)
@@ -169,26 +184,43 @@ def train_ranker(sequences: list[list[int]], n_items: int, cfg: RankerConfig, si
 
 def evaluation_impressions(histories: list[list[int]], targets: list[int], n_items: int, cfg: RankerConfig):
     """Per user: the held-out item (label 1) and n_eval_negatives uniform negatives not in the
-    user's history or target (label 0). Returns (user index, history, candidate, label) tensors."""
+    user's history or target (label 0). Returns (user index, history, candidate, label), one row per
+    impression, a user's rows consecutive."""
     g = torch_generator(cfg.seed + 1)
-    users, hist, cand, lab = [], [], [], []
+    users, cand, lab = [], [], []
     for u, (h, t) in enumerate(zip(histories, targets)):
         seen = set(h) | {t}
         negs: list[int] = []
+        taken: set[int] = set()
         while len(negs) < min(cfg.n_eval_negatives, n_items - len(seen)):
             draw = torch.randint(0, n_items, (cfg.n_eval_negatives * 2,), generator=g).tolist()
-            negs.extend(i for i in draw if i not in seen and i not in negs)
+            for i in draw:
+                if i not in seen and i not in taken:
+                    negs.append(i)
+                    taken.add(i)
         negs = negs[:cfg.n_eval_negatives]
-        for item, label in [(t, 1.0)] + [(i, 0.0) for i in negs]:
-            users.append(u)
-            hist.append([i + 1 for i in h])
-            cand.append(item + 1)
-            lab.append(label)
-    return (np.array(users), _pad(hist, cfg.max_history), torch.tensor(cand), np.array(lab))
+        users += [u] * (1 + len(negs))
+        cand += [t + 1] + [i + 1 for i in negs]
+        lab += [1.0] + [0.0] * len(negs)
+    users = np.array(users)
+    history = _pad([[i + 1 for i in h] for h in histories], cfg.max_history)[torch.from_numpy(users)]
+    return users, history, torch.tensor(cand), np.array(lab)
 
 
 @torch.no_grad()
-def score(model: DIN, history: torch.Tensor, candidates: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+def score(model: DIN, history: torch.Tensor, candidates: torch.Tensor, users: np.ndarray | None = None,
+          batch_size: int = 4096) -> np.ndarray:
+    """Logits per impression row. With ``users`` (consecutive rows of a user share its history, as
+    ``evaluation_impressions`` returns them) and the same number of rows per user, each user's
+    history is encoded once for all its candidates."""
     model.eval()
+    if users is not None and len(users):
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        sizes = np.diff(np.r_[starts, len(users)])
+        if (sizes == sizes[0]).all():
+            per_user = max(1, batch_size // int(sizes[0]))
+            hist, cand = history[torch.from_numpy(starts)], candidates.reshape(len(starts), int(sizes[0]))
+            out = [model(hist[i:i + per_user], cand[i:i + per_user]) for i in range(0, len(starts), per_user)]
+            return torch.cat(out).reshape(-1).numpy()
     out = [model(history[i:i + batch_size], candidates[i:i + batch_size]) for i in range(0, len(candidates), batch_size)]
     return torch.cat(out).numpy()

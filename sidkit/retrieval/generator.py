@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from sidkit import distributed
+from sidkit.precision import Precision, autocast
+from sidkit.retrieval.dropout import FastDropout
 from sidkit.retrieval.trie import SIDTrie
 from sidkit.utils import log, progress, torch_generator
 
@@ -70,7 +72,7 @@ class GeneratorConfig(BaseModel):
     valid_every: int = 1          # validate (beam search on validation users) every N epochs
     valid_users: int = 0          # validate on a fixed random sample of this many users (0 = all)
     level_embedding: bool = True  # add an embedding of the SID position (level) each token is at
-    bf16: bool = False            # bf16 autocast; slower than fp32 on our CPUs at these sizes (README)
+    precision: Precision = "auto"  # auto: bf16 autocast where the CPU has native bf16, else fp32 (sidkit.precision)
     history: Literal["items", "tokens"] = "items"   # item-level encoder + SID decoder, or decoder-only over tokens
     decoder_layers: int = 1       # ``items``: layers of the causal decoder over the next item's SID tokens
     decoder_d_ff: int | None = None  # ``items``: the decoder's feed-forward width (None: d_ff). The decoder
@@ -134,7 +136,7 @@ class _Block(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
 
     def _qkv(self, x: torch.Tensor):
         B, T, d = x.shape
@@ -185,10 +187,10 @@ class _CrossAttention(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         d = cfg.d_model
-        self.n_heads, self.p = cfg.n_heads, cfg.dropout
+        self.n_heads = cfg.n_heads
         self.ln = nn.LayerNorm(d)
         self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop, self.attention_drop = FastDropout(cfg.dropout), FastDropout(cfg.dropout)
 
     def project(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """memory (G, M, d) -> keys, values (G, M, h, dh)."""
@@ -201,7 +203,7 @@ class _CrossAttention(nn.Module):
         q = self.q(self.ln(x)).reshape(G, n, L, H, d // H)
         s = torch.einsum("gnlhd,gmhd->gnhlm", q, k) / math.sqrt(d // H)
         s = s.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
-        w = F.dropout(torch.softmax(s.float(), -1).to(q.dtype), self.p, self.training)
+        w = self.attention_drop(torch.softmax(s.float(), -1).to(q.dtype))
         a = torch.einsum("gnhlm,gmhd->gnlhd", w, v).reshape(G, n, L, d)
         return x + self.drop(self.proj(a))
 
@@ -256,7 +258,7 @@ class TokenHistoryGenerator(nn.Module):
         # position p > 0 (BOS is 0) holds a token of SID level (p - 1) % sid_length
         self.level = nn.Embedding(sid_length + 1, cfg.d_model) if cfg.level_embedding and sid_length else None
         self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layers))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.out = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.out.weight = self.tok.weight  # tied
@@ -381,7 +383,7 @@ class ItemHistoryGenerator(nn.Module):
         self.decoder = nn.ModuleList(_Block(cfg, cfg.decoder_d_ff) for _ in range(cfg.decoder_layers))
         if cfg.cross_attention:
             self.cross = nn.ModuleList(_CrossAttention(cfg) for _ in range(cfg.decoder_layers))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.enc_norm, self.norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         _small_init(self)
         nn.init.normal_(self.bos, std=0.02)
@@ -495,11 +497,19 @@ class ItemHistoryGenerator(nn.Module):
         that position (tested)."""
         level = self.views[state.task[1]][position]
         h = self.drop(x + self.level.weight[level])[:, None]                     # (rows, 1, d)
-        memory = None if state.memory is None else state.memory.rows(state.owner)
+        memory, rows = state.memory, h.shape[0]
+        if memory is not None:
+            users = memory.allowed.shape[0]
+            grouped = rows % users == 0 and torch.equal(
+                state.owner, torch.arange(users).repeat_interleave(rows // users))
+            # beams grouped by user (beam search): a user's beams read its memory in place; else a copy per row
+            memory = (CrossMemory(memory.kv, memory.allowed.expand(users, rows // users, -1)) if grouped
+                      else memory.rows(state.owner))
+            groups = users if grouped else rows
         cache = []
         for i, block in enumerate(self.decoder):
             if self.cfg.cross_attention:
-                h = self.cross[i](h[:, None], *memory.kv[i], memory.allowed)[:, 0]
+                h = self.cross[i](h.reshape(groups, -1, 1, h.shape[-1]), *memory.kv[i], memory.allowed).reshape(h.shape)
             h, kv = block.step_own(h, None if state.cache is None else state.cache[i])
             cache.append(kv)
         return self._logits(self.norm(h), [level])[:, 0], cache
@@ -535,12 +545,17 @@ class ItemHistoryGenerator(nn.Module):
         start = torch.tensor([self.level_ranges[level][0] for level in levels])
         return torch.where(target == PAD, IGNORE, target - start)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T - 1, vocab) predicting tokens[:, 1:] (single view; every item of every row is a target)."""
+    def forward(self, tokens: torch.Tensor, compact: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T - 1, vocab) predicting tokens[:, 1:] (single view; every item of every row is a target).
+        ``compact`` (training): each position scored over its own codebook only, with the matching
+        targets -- (logits (B, T - 1, width), targets (B, T - 1); IGNORE = no target); the same
+        softmax without the vocabulary-wide -inf columns."""
         if len(self.views) != 1 or len(self.views[0]) != self.sid_length:
             raise ValueError("forward() predicts whole SIDs; with views use task_logits()")
-        logits, _ = self.task_logits(tokens)
+        logits, target = self._task_logits(self._items(tokens), 0, 0, "next", compact=compact)
         B, n, L, V = logits.shape
+        if compact:
+            return logits.reshape(B, n * L, V), target.reshape(B, n * L)
         return logits.reshape(B, n * L, V)
 
     def alignment_loss(self, tokens: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -681,7 +696,7 @@ def view_tasks(cfg: GeneratorConfig, n_views: int) -> list[tuple[int, int, str]]
 
 @torch.no_grad()
 def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabulary,
-                beam_size: int, bf16: bool = False, positions: list[int] | None = None,
+                beam_size: int, precision: Precision = "fp32", positions: list[int] | None = None,
                 task: tuple[int, int, str] | None = None,
                 exclude: list[set[tuple[int, ...]]] | None = None) -> tuple[list[list[tuple[int, ...]]], torch.Tensor]:
     """Batched beam search constrained by ``trie``; returns per user the SIDs (best first) and scores.
@@ -698,26 +713,27 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
     B = histories.shape[0]
     offsets = vocab.offsets
     positions = list(range(vocab.length)) if positions is None else positions
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with autocast(precision):
         logits, state = model.start(histories) if task is None else model.start(histories, task=task)
+    banned = _banned_leaves(trie, exclude) if exclude is not None else None
     scores = torch.zeros(B, 1)                        # (B, beams)
-    prefixes: list[tuple[int, ...]] = [()] * B        # per row of the state
+    nodes = torch.zeros(B, dtype=torch.long)          # each row's trie node (its prefix); -1 = dead
+    codes = torch.zeros(B, 0, dtype=torch.long)       # each row's prefix
     beams = 1
     for step, position in enumerate(positions):
         if step:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(precision):
                 logits, state = model.extend(state, new_tokens)
         lo, hi = offsets[position], offsets[position] + vocab.sizes[position]
         logp = F.log_softmax(logits.float(), dim=-1)[:, lo:hi]  # (B * beams, codes at this position)
-        mask = torch.full_like(logp, float("-inf"))
-        last = step == len(positions) - 1
-        for r, prefix in enumerate(prefixes):
-            mask[r, trie.allowed(prefix)] = 0.0
-            if last and exclude is not None and exclude[r // beams]:
-                banned = [sid[-1] for sid in exclude[r // beams] if sid[:-1] == prefix]
-                if banned:
-                    mask[r, banned] = float("-inf")
-        cand = (scores.reshape(-1, 1) + logp + mask).reshape(B, beams * logp.shape[1])
+        child = trie.children(step, nodes, hi - lo)              # (B * beams, codes): -1 = no item there
+        valid = child >= 0
+        if banned is not None and step == len(positions) - 1:
+            user = torch.arange(B).repeat_interleave(beams)[:, None]
+            query = user * trie.n_leaves + child
+            at = torch.searchsorted(banned, query).clamp_max(max(len(banned) - 1, 0))
+            valid &= ~((banned[at] == query) if len(banned) else torch.zeros_like(valid))
+        cand = (scores.reshape(-1, 1) + logp.masked_fill(~valid, float("-inf"))).reshape(B, beams * logp.shape[1])
         k = min(beam_size, int(torch.isfinite(cand).sum(1).max()))
         top_scores, top_idx = cand.topk(k, dim=1)
         parent = top_idx // logp.shape[1]
@@ -725,11 +741,21 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
         rows = (torch.arange(B)[:, None] * beams + parent).reshape(-1)
         new_tokens = (code + lo).reshape(-1)
         state = state.select(rows)
-        prefixes = [prefixes[r] + (int(c),) for r, c in zip(rows.tolist(), code.reshape(-1).tolist())]
+        nodes = child.reshape(B, -1).gather(1, top_idx).reshape(-1)
+        codes = torch.cat([codes[rows], code.reshape(-1, 1)], 1)
         scores = top_scores
         beams = k
-    sids = [[prefixes[b * beams + j] for j in range(beams) if math.isfinite(float(scores[b, j]))] for b in range(B)]
+    finite = torch.isfinite(scores).tolist()
+    per_user = codes.reshape(B, beams, -1).tolist()
+    sids = [[tuple(sid) for sid, ok in zip(per_user[b], finite[b]) if ok] for b in range(B)]
     return sids, scores
+
+
+def _banned_leaves(trie: SIDTrie, exclude: list[set[tuple[int, ...]]]) -> torch.Tensor:
+    """Sorted keys ``user * n_leaves + leaf`` of each user's excluded SIDs (those in the trie)."""
+    keys = [u * trie.n_leaves + leaf for u, sids in enumerate(exclude) for sid in sids
+            if (leaf := trie.leaf(sid)) is not None]
+    return torch.tensor(sorted(keys), dtype=torch.long)
 
 
 class WeightAverage:
@@ -781,13 +807,14 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     max_len = max_tokens(cfg, vocab.length)
     multi_view = bool(views) and len(views) > 1
     model = build_generator(vocab, max_len, cfg, views if multi_view else None)
+    compact = isinstance(model, ItemHistoryGenerator)   # per-codebook logits (the token model scores the vocabulary)
     tasks = view_tasks(cfg, len(views)) if multi_view else []
     if multi_view and distributed.active():
         raise ValueError("multi-view (MACRec) generator training runs several forward passes per step; "
                          "it is not supported under DDP -- run it on one process")
     # under torch.distributed: DDP over ranks, each taking its share of every global batch
     net = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # one kernel, not ~10 ops per tensor
     windows = _sequences_to_tokens(training_windows(train_sequences, cfg.max_history), sid_tokens, cfg.max_history + 1)
     total_steps = cfg.epochs * math.ceil(len(windows) / cfg.batch_size)
 
@@ -821,16 +848,18 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             n_targets = sum(len(windows[i]) - 1 for i in batch.tolist())   # the global batch's tokens
             mine = distributed.shard(batch)
             x = _pad_left([windows[i] for i in mine.tolist()])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with autocast(cfg.precision):
                 if multi_view:
                     loss = model.multi_view_loss(x, tasks, cfg.implicit_alignment)
+                elif compact:
+                    logits, target = net(x, compact=True)
                 else:
                     logits = net(x)
+                    target = x[:, 1:].masked_fill(x[:, 1:] < N_SPECIAL, IGNORE)   # BOS of left-padded rows: no target
             if not multi_view:
-                target = x[:, 1:].masked_fill(x[:, 1:] < N_SPECIAL, PAD)   # BOS of left-padded rows is no target
                 # sum over this rank's tokens / the global batch's tokens; DDP averages over ranks
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                       ignore_index=PAD, reduction="sum") / n_targets * distributed.world_size()
+                                       ignore_index=IGNORE, reduction="sum") / n_targets * distributed.world_size()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             opt.zero_grad()
@@ -897,7 +926,7 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
         per_view = []
         for v in used:
             exclude = [indexes[v].fully_covered(s) for s in seen] if cfg.exclude_history else None
-            ranked, scores = beam_search(model, batch, indexes[v].trie, vocab, cfg.beam_size, bf16=cfg.bf16,
+            ranked, scores = beam_search(model, batch, indexes[v].trie, vocab, cfg.beam_size, precision=cfg.precision,
                                          positions=indexes[v].positions, task=(v, v, "next") if multi_view else None,
                                          exclude=exclude)
             per_view.append((v, ranked, scores))

@@ -12,6 +12,14 @@ class SIDTrie:
 
     ``allowed(prefix)`` is a sorted LongTensor of the position-local codes that continue
     ``prefix`` to at least one item; ``item(sid)`` maps a complete SID to its item.
+
+    For batched decoding the trie is also held as tensors: at depth d every prefix of length d is
+    a node (the root is node 0 of depth 0), and ``children(d, nodes, width)`` gives, for a whole
+    batch of nodes at once, the child node of every code (-1 where no item continues). The edges
+    of depth d are the sorted keys ``parent * width_d + code``, looked up with ``searchsorted``:
+    memory grows with the number of SIDs, not with the number of prefixes times the codebook
+    size, so a catalogue of millions of items fits. Nodes at depth ``length`` are the leaves: one
+    per SID, ``leaf(sid)`` / ``sid_of_leaf``.
     """
 
     def __init__(self, sids: Sequence[Sequence[int]], items: Sequence[str]):
@@ -32,6 +40,39 @@ class SIDTrie:
             for d in range(self.length):
                 self._children.setdefault(sid[:d], set()).add(sid[d])
         self._allowed = {p: torch.tensor(sorted(c), dtype=torch.long) for p, c in self._children.items()}
+        self._build_edges()
+
+    def _build_edges(self) -> None:
+        codes = torch.tensor(list(self._items), dtype=torch.long).reshape(len(self._items), self.length)
+        self.widths = (codes.max(0).values + 1).tolist()
+        parent = torch.zeros(len(codes), dtype=torch.long)
+        self._edges: list[torch.Tensor] = []
+        for d in range(self.length):
+            keys, parent = torch.unique(parent * self.widths[d] + codes[:, d], return_inverse=True)
+            self._edges.append(keys)                  # sorted; node id of a child = its edge's index
+        self.sid_of_leaf = torch.empty_like(codes)
+        self.sid_of_leaf[parent] = codes
+        self._leaf = {sid: int(leaf) for sid, leaf in zip(self._items, parent.tolist())}
+
+    def children(self, depth: int, nodes: torch.Tensor, width: int) -> torch.Tensor:
+        """nodes (R,) at ``depth`` -> (R, width): the child node reached by each code, -1 where the
+        code continues no SID (also for invalid nodes, -1, and codes beyond this trie's codebook)."""
+        w = self.widths[depth]
+        codes = torch.arange(min(width, w))
+        query = nodes[:, None] * w + codes[None, :]
+        keys = self._edges[depth]
+        at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
+        child = torch.where((keys[at] == query) & (nodes[:, None] >= 0), at, -1)
+        if width > w:
+            child = torch.cat([child, child.new_full((len(nodes), width - w), -1)], 1)
+        return child
+
+    def leaf(self, sid: Sequence[int]) -> int | None:
+        return self._leaf.get(tuple(int(c) for c in sid))
+
+    @property
+    def n_leaves(self) -> int:
+        return len(self._items)
 
     def allowed(self, prefix: Sequence[int]) -> torch.Tensor:
         return self._allowed.get(tuple(int(c) for c in prefix), torch.empty(0, dtype=torch.long))
