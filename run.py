@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from sidkit.settings import configure_environment
+from sidkit.settings import configure_environment, configure_threads
 
 configure_environment()  # before zenml / mlflow / GX are imported
 
@@ -455,6 +455,7 @@ def schedule(pipeline_name: str, config_path: str, cron: str, tz: str, install: 
 
 
 def main() -> None:
+    configure_threads()   # one heavy process, the cores it was given (SIDKIT_THREADS overrides)
     cli()
 
 

@@ -7,8 +7,8 @@ users, beam, DIN epochs):
 
 * the CPU's matmul peak, fp32 and bf16 (GFLOP/s, square 2048 and the decoder's feed-forward
   shape), so that every phase's efficiency reads as a percentage of it;
-* one generator training epoch (wall), its FLOPs (torch's FlopCounterMode on a sample of
-  batches, scaled by target tokens) and an operator breakdown (torch.profiler, self CPU time
+* one generator training epoch (wall), its nominal FLOPs (torch's FlopCounterMode on a sample of
+  batches, scaled by target tokens; recomputation not counted) and an operator breakdown (torch.profiler, self CPU time
   grouped into matmul / attention / feed-forward activation / normalisation / loss / embedding /
   optimiser / other);
 * validation and test beam search (users/s), DIN training (one epoch) and scoring.
@@ -29,18 +29,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, os.environ.get("SIDKIT_PROFILE_ROOT", str(Path(__file__).resolve().parents[1])))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.common import ROOT, git_rev, machine, median_seconds, now, update_block  # noqa: E402
+
+# SIDKIT_PROFILE_ROOT=<worktree of another commit>: profile that commit's sidkit with this script,
+# configs and data, writing results here (a like-for-like before/after)
+PROFILED = Path(os.environ.get("SIDKIT_PROFILE_ROOT", ROOT)).resolve()
+sys.path.insert(0, str(PROFILED))
 
 DATASETS = ("beauty", "movielens")   # the dataset block of configs/train_<dataset>.yaml
 CATEGORIES = [  # (category, substrings of aten op names), first match wins
@@ -105,8 +111,16 @@ def generator_epoch(data, sids, cfg_dict: dict, sample: float) -> dict:
     rng = np.random.default_rng(0)
     part = [data.train[i] for i in np.sort(rng.choice(len(data.train), int(len(data.train) * sample), replace=False))]
     targets = lambda seqs: sum(len(w) - 1 for w in training_windows(seqs, one.max_history))  # noqa: E731
+    try:   # the model's nominal FLOPs: without the chunked feed-forward's recomputation (sidkit.retrieval.feedforward)
+        from sidkit.retrieval.feedforward import FeedForward
+    except ImportError:
+        FeedForward = None
+    if FeedForward is not None:
+        FeedForward.chunked = False
     with FlopCounterMode(display=False) as counter:
         train_generator(part, sids, one)
+    if FeedForward is not None:
+        FeedForward.chunked = True
     flops = counter.get_total_flops() * targets(data.train) / targets(part)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t = time.perf_counter()
@@ -166,7 +180,9 @@ def main() -> None:
     eval_path = Path(args.eval_config or ROOT / f"configs/eval_{args.dataset}.yaml")
     params = yaml.safe_load(eval_path.read_text())["parameters"]
     retrieval, ranking = params["retrieval"], params["ranking"]
-    result: dict = {"label": args.label, "measured_at": now(), "machine": machine(), "commit": git_rev(),
+    commit = git_rev() if PROFILED == ROOT else subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROFILED, capture_output=True, text=True).stdout.strip()
+    result: dict = {"label": args.label, "measured_at": now(), "machine": machine(), "commit": commit,
                     "eval_config": str(eval_path.relative_to(ROOT) if eval_path.is_relative_to(ROOT) else eval_path),
                     "threads": torch.get_num_threads(), "load_average_1min_start": load_start}
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
+from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
 from sidkit.precision import cpu_isa  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
@@ -160,7 +160,7 @@ def where(row: dict) -> str:
     """ISA, precision and load average (start -> end) a row ran with; '-' where an older row lacks them."""
     load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
             if "load_average_1min_start" in row else "-")
-    return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}"
+    return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}{' (contended)' if row.get('contended') else ''}"
 
 
 def main() -> None:
@@ -170,6 +170,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=METHODS, help="none: only re-render the table")
     ap.add_argument("--sasrec-reference", action="store_true",
                     help="(re)train the item-ID SASRec reference row (~10-30 min); otherwise the stored one is shown")
+    ap.add_argument("--allow-contended", action="store_true",
+                    help="run (and mark the row) even if another heavy job keeps the load up; default: refuse")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
@@ -197,7 +199,10 @@ def main() -> None:
             out = Path(tmp) / "e.json"
             cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", versions[method],
                    "--summary", str(out)]
-            load_start = round(os.getloadavg()[0], 2)
+            load_start, quiet = wait_for_quiet()
+            if not quiet and not args.allow_contended:
+                raise SystemExit(f"load average {load_start} after 5 minutes: another heavy job is running; its "
+                                 "timings would be 5-8x off. Stop it, or pass --allow-contended (the row is marked)")
             t = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
                            env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
@@ -206,7 +211,7 @@ def main() -> None:
                                                                   "error": log.read_text()[-800:]}
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev(), "embedding_cache_fixed": True,
-                  "load_average_1min_start": load_start, "load_average_1min_end": round(os.getloadavg()[0], 2),
+                  "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
                   "machine": machine(), "isa": cpu_isa(),
                   "precision": s.get("retrieval", {}).get("precision")})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile

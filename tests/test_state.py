@@ -24,3 +24,21 @@ def test_concurrent_first_use_of_a_state_folder(tmp_path):
         assert code == 0, err[-2000:]
         assert out.strip().splitlines()[-1] == "default"
     assert (tmp_path / "fresh" / "mlflow" / "mlflow.db").exists()
+
+
+def test_a_process_uses_the_cores_it_was_given(monkeypatch):
+    import torch
+
+    from sidkit.settings import compute_threads, configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SIDKIT_THREADS", "1")
+        assert configure_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("SIDKIT_THREADS")
+        assert compute_threads() == len(os.sched_getaffinity(0))
+        monkeypatch.setenv("SIDKIT_THREADS", "0")
+        with pytest.raises(ValueError, match="SIDKIT_THREADS"):
+            compute_threads()
+    finally:
+        torch.set_num_threads(before)

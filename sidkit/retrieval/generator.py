@@ -41,6 +41,7 @@ from torch import nn
 from sidkit import distributed
 from sidkit.precision import Precision, autocast
 from sidkit.retrieval.dropout import FastDropout
+from sidkit.retrieval.feedforward import FeedForward
 from sidkit.retrieval.trie import SIDTrie
 from sidkit.utils import log, progress, torch_generator
 
@@ -135,7 +136,7 @@ class _Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
-        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
+        self.ff = FeedForward(d, d_ff)
         self.drop = FastDropout(cfg.dropout)
 
     def _qkv(self, x: torch.Tensor):
