@@ -35,10 +35,11 @@ def machine() -> str:
 
 
 def wait_for_quiet(max_load: float | None = None, timeout: float = 300.0, poll: float = 10.0) -> tuple[float, bool]:
-    """Wait until the 1-minute load average is below ``max_load`` (default: half the cores, i.e. no
-    other heavy job) or ``timeout`` seconds pass. Returns (load, quiet). Two heavy jobs on our 2 cores
-    make epochs 5-8x slower, so a timing taken beside another job is refused or marked."""
-    limit = max_load if max_load is not None else (os.cpu_count() or 2) / 2
+    """Wait until the 1-minute load average is below ``max_load`` (default: 3/4 of the cores -- a heavy
+    job keeps it at ~the core count; one that just ended decays below in ~20 s) or ``timeout`` seconds
+    pass. Returns (load, quiet). Two heavy jobs on our 2 cores make epochs 5-8x slower, so a timing
+    taken beside another job is refused or marked."""
+    limit = max_load if max_load is not None else 0.75 * (os.cpu_count() or 2)
     deadline = time.monotonic() + timeout
     while True:
         load = os.getloadavg()[0]

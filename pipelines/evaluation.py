@@ -7,12 +7,14 @@ from file paths: ``tokenizer_model`` names the model, ``tokenizer_version`` a ve
 
 from zenml import pipeline
 
+from pipelines.caching import LIBRARY_AWARE_CACHE
+
 from pipelines.model_versions import artifact, resolve_model_version
 from steps.artifacts import Artifacts
 from steps.evaluation import evaluate_discriminative_ranking, evaluate_generative_retrieval, publish_evaluation
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, cache_policy=LIBRARY_AWARE_CACHE)
 def evaluation_pipeline(
     tokenizer_model: str,
     tokenizer_version: str | None = None,

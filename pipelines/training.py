@@ -3,12 +3,14 @@
 
 from zenml import pipeline
 
+from pipelines.caching import LIBRARY_AWARE_CACHE
+
 from pipelines.common import trained_sids, validated_inputs
 from steps.registry import publish_tokenizer
 from steps.tokenizer import sid_health_gate
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, cache_policy=LIBRARY_AWARE_CACHE)
 def training_pipeline(
     dataset: dict,
     validation: dict | None = None,

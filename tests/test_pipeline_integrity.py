@@ -103,6 +103,33 @@ def test_a_file_edited_in_place_is_read_again(cli, tmp_path):
     assert s3["dataset"]["n_users"] == 30 and s3["dataset"]["content_hash"] != s1["dataset"]["content_hash"]
 
 
+def test_a_change_to_sidkits_code_invalidates_cached_steps(cli, tmp_path, monkeypatch):
+    """ZenML's cache key covers a step's own source, not the library it calls: the training and
+    evaluation pipelines add a fingerprint of sidkit/, steps/ and materializers/ to every step's key."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    from pipelines import caching
+
+    def statuses(summary):
+        return {s.name: s.status for s in Client().get_pipeline_run(summary["run_id"]).steps.values()}
+
+    config = _config(tmp_path, _grouplens(tmp_path / "ml"), "code-change")
+    first, _ = _train(cli, config, tmp_path / "s1.json")
+    assert first.exit_code == 0, first.output
+    again, s2 = _train(cli, config, tmp_path / "s2.json")
+    assert again.exit_code == 0 and statuses(s2)["train_tokenizer"] == ExecutionStatus.CACHED
+    monkeypatch.setattr(caching, "library_fingerprint", lambda: "sidkit edited")
+    edited, s3 = _train(cli, config, tmp_path / "s3.json")
+    assert edited.exit_code == 0 and ExecutionStatus.CACHED not in statuses(s3).values()
+    # the fingerprint itself follows every byte of the packages' .py files
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    before = caching.code_fingerprint(tmp_path, ("pkg",))
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert caching.code_fingerprint(tmp_path, ("pkg",)) != before
+
+
 @pytest.mark.slow
 def test_a_config_error_never_reports_an_earlier_run(cli, tmp_path):
     config = _config(tmp_path, _grouplens(tmp_path / "ml"), "attribution")
