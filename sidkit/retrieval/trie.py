@@ -29,7 +29,6 @@ class SIDTrie:
         if len(lengths) != 1:
             raise ValueError(f"all SIDs must have the same length, got lengths {sorted(lengths)}")
         self.length = lengths.pop()
-        self._children: dict[tuple[int, ...], set[int]] = {}
         self._items: dict[tuple[int, ...], str] = {}
         for sid, item in zip(sids, items):
             sid = tuple(int(c) for c in sid)
@@ -37,9 +36,6 @@ class SIDTrie:
                 raise ValueError(f"SID {sid} is not unique (items {self._items[sid]!r} and {item!r}); "
                                  "resolve collisions first")
             self._items[sid] = item
-            for d in range(self.length):
-                self._children.setdefault(sid[:d], set()).add(sid[d])
-        self._allowed = {p: torch.tensor(sorted(c), dtype=torch.long) for p, c in self._children.items()}
         self._build_edges()
 
     def _build_edges(self) -> None:
@@ -75,7 +71,14 @@ class SIDTrie:
         return len(self._items)
 
     def allowed(self, prefix: Sequence[int]) -> torch.Tensor:
-        return self._allowed.get(tuple(int(c) for c in prefix), torch.empty(0, dtype=torch.long))
+        """The codes that continue ``prefix`` (one prefix; decoding uses ``children`` for a whole batch)."""
+        if len(prefix) >= self.length:
+            return torch.empty(0, dtype=torch.long)
+        node = torch.zeros(1, dtype=torch.long)
+        for depth, code in enumerate(prefix):
+            width = self.widths[depth]
+            node = self.children(depth, node, width)[:, int(code)] if 0 <= int(code) < width else node.new_full((1,), -1)
+        return torch.nonzero(self.children(len(prefix), node, self.widths[len(prefix)])[0] >= 0).reshape(-1)
 
     def item(self, sid: Sequence[int]) -> str | None:
         return self._items.get(tuple(int(c) for c in sid))
