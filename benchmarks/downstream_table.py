@@ -10,6 +10,11 @@ time (each full Beauty run takes tens of minutes here).
     python benchmarks/downstream_table.py --dataset beauty --eval-config configs/eval_beauty.yaml \
         [--methods rqvae rqkmeans ...] [--sasrec-reference] [--write]
 
+Every row records `eval_config_sha256` (the resolved retrieval + ranking configs): the table shows only
+rows measured under the eval config given now; rows under another protocol are listed as stale, to be
+re-run, never mixed in. Per-user test ranks go to benchmarks/results/ranks/ (npy), so each row gets a 95%
+bootstrap interval and a paired difference to RQ-VAE on the same users (p-value, paired bootstrap).
+
 `--sasrec-reference` also trains an item-ID SASRec (full-softmax CE) on the same splits, a calibration
 row next to the published SASRec (R@10 0.0605 on Beauty in the TIGER paper).
 """
@@ -156,6 +161,41 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
     return m
 
 
+def current_eval_sha(eval_config: str) -> str:
+    """The protocol hash of an eval config file, as run.py evaluate would record it."""
+    from sidkit.config import check_config_file
+    from sidkit.evaluation.downstream import eval_config_sha256
+
+    params = check_config_file(ROOT / eval_config).get("parameters") or {}
+    return eval_config_sha256(params.get("retrieval") or {}, params.get("ranking") or {})
+
+
+def ranks_path(dataset: str, method: str) -> Path:
+    return ROOT / "benchmarks" / "results" / "ranks" / f"downstream_{dataset}_{method}.npy"
+
+
+def paired_to(dataset: str, base: str, method: str) -> dict | None:
+    """Paired bootstrap of R@10 (method - base) on the same test users, from the stored per-user ranks."""
+    import numpy as np
+
+    from sidkit.evaluation.ab import paired_bootstrap
+    from sidkit.retrieval.metrics import per_user_gains
+
+    a, b = ranks_path(dataset, base), ranks_path(dataset, method)
+    if method == base or not (a.exists() and b.exists()):
+        return None
+    ra, rb = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
+    if len(ra) != len(rb):
+        return None
+    ones = np.ones(len(ra))
+    return paired_bootstrap((per_user_gains(ra, 10, "recall"), ones), (per_user_gains(rb, 10, "recall"), ones))
+
+
+def interval(r: dict, key: str) -> str:
+    ci = r.get(f"{key}_ci")
+    return f"{r[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{r[key]:.4f}"
+
+
 def where(row: dict) -> str:
     """ISA, precision and load average (start -> end) a row ran with; '-' where an older row lacks them."""
     load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
@@ -175,6 +215,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
+    protocol = current_eval_sha(eval_config)
     versions = latest_versions(MODELS[args.dataset])
     results_path = ROOT / "benchmarks" / "results" / f"downstream_{args.dataset}.json"
     def stored_runs() -> dict[str, dict]:
@@ -211,6 +252,12 @@ def main() -> None:
             wall = time.perf_counter() - t
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
                                                                   "error": log.read_text()[-800:]}
+        ranks = s.get("retrieval", {}).pop("test_ranks", None)
+        if ranks is not None:
+            import numpy as np
+
+            ranks_path(args.dataset, method).parent.mkdir(parents=True, exist_ok=True)
+            np.save(ranks_path(args.dataset, method), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": git_rev(), "embedding_cache_fixed": True,
                   "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
@@ -224,34 +271,39 @@ def main() -> None:
               s.get("error", ""), flush=True)
         save_json(f"downstream_{args.dataset}", {"date": now(), "machine": machine(),
                                                  "runs": [merged[m] for m in METHODS if m in merged]})
-    rows = [merged[m] for m in METHODS if m in merged]
+    stale = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") != protocol]
+    rows = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") == protocol]
     lines = [f"### Downstream on {args.dataset}: generative retrieval and ranking per tokenizer\n",
              f"{now()} · {machine()} · `python benchmarks/downstream_table.py --dataset {args.dataset} --write` · "
              f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
-             f"(`measured_at`, `commit` per row in benchmarks/results/downstream_{args.dataset}.json).\n",
-             "| tokenizer | model version | R@5 | R@10 | N@5 | N@10 | AUC | GAUC | generator epochs | "
-             "generator train | retrieval eval | ranking | wall | ISA · precision · load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"(`measured_at`, `commit` per row in benchmarks/results/downstream_{args.dataset}.json). Protocol: "
+             f"eval_config_sha256 `{protocol[:12]}`; every SID row below was measured under it. R@10 and N@10 with "
+             "95% bootstrap intervals over test users; Δ R@10 vs RQ-VAE: paired bootstrap on the same users.\n",
+             "| tokenizer | model version | R@5 | R@10 [95% CI] | N@5 | N@10 [95% CI] | Δ R@10 vs rqvae (p) | AUC | GAUC | "
+             "generator epochs | generator train | retrieval eval | ranking | wall | ISA · precision · load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, *vals in PUBLISHED.get(args.dataset, []):
-        lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | | |")
+        lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | | | |")
     if versions:
         for name, m in reference_baselines(MODELS[args.dataset], next(iter(versions.values()))).items():
             lines.append(f"| {name} | | {m['recall@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@5']:.4f} | "
-                         f"{m['ndcg@10']:.4f} | | | | | | | | |")
+                         f"{m['ndcg@10']:.4f} | | | | | | | | | |")
     ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
     if ref_path.exists():
         m = json.loads(ref_path.read_text())
         lines.append(f"| SASRec, item IDs, full-softmax CE (same splits; {m['measured_at']}) | | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | {m['epochs']} | "
+                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | {m['epochs']} | "
                      f"{m['train_seconds'] / 60:.1f} min | | | | |")
     for s in rows:
         if s.get("status") != "succeeded":
-            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} ||||||||||||")
+            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} |||||||||||||")
             continue
         r, k = s["retrieval"], s["ranking"]
         mark = "" if s.get("embedding_cache_fixed") else " †"
-        lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {r['recall@10']:.4f} | "
-                     f"{r['ndcg@5']:.4f} | {r['ndcg@10']:.4f} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
+        d = paired_to(args.dataset, "rqvae", s["method"]) if "rqvae" in {x["method"] for x in rows} else None
+        delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
+        lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {interval(r, 'recall@10')} | "
+                     f"{r['ndcg@5']:.4f} | {interval(r, 'ndcg@10')} | {delta} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.1f} min | {r['eval_seconds'] / 60:.1f} min | "
                      f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min | {where(s)} |")
     strata = ["", "Recall@10 by popularity of the test item (head = top 20% of items by training interactions, "
@@ -266,6 +318,11 @@ def main() -> None:
                       + " | " + " | ".join(cell(kp.get(x), "gauc") for x in ("head", "torso", "tail")) + " |")
     if any(not s.get("embedding_cache_fixed") for s in rows):
         lines.append(f"\n† {UNVERIFIED}")
+    if stale:
+        lines.append("\nStale (measured under another eval config or before rows recorded one; re-run with "
+                     "`--methods " + " ".join(s["method"] for s in stale) + "`): " + "; ".join(
+                         f"{s['method']} v{s['model_version']} R@10 {s.get('retrieval', {}).get('recall@10', float('nan')):.4f} "
+                         f"({s.get('eval_config_sha256', 'no hash')[:12]}, {s.get('measured_at', '?')})" for s in stale))
     table = "\n".join(lines + strata) + "\n"
     print(table)
     if args.write:

@@ -27,4 +27,5 @@ def evaluation_pipeline(
     splits = artifact(mv, Artifacts.SPLITS)
     r_metrics, _ = evaluate_generative_retrieval(sid_table, splits, retrieval or {})
     k_metrics, _ = evaluate_discriminative_ranking(sid_table, splits, ranking or {})
-    publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, tracking or {})
+    publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, tracking or {},
+                       retrieval or {}, ranking or {})

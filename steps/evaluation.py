@@ -6,7 +6,7 @@ from zenml import get_step_context, log_metadata, step
 
 from sidkit.data.splits import Splits
 from sidkit.evaluation.bundles import ModelBundle
-from sidkit.evaluation.downstream import evaluate_ranking, evaluate_retrieval
+from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, evaluate_retrieval
 from sidkit.ranking.din import RankerConfig
 from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
@@ -22,9 +22,11 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
 ]:
     """Train the SID generator on the training split; Recall/NDCG@K on the test items (full catalogue)."""
     cfg = GeneratorConfig.model_validate(retrieval)
+    per_user: list = []
     metrics, model, vocab, history = evaluate_retrieval(
-        sid_table, splits, cfg, on_epoch=lambda e, rec: log.info(
+        sid_table, splits, cfg, per_user=per_user, on_epoch=lambda e, rec: log.info(
             "SID generator epoch %d: %s", e, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+    metrics["test_ranks"] = per_user[0].ranks.tolist()   # per test user (0 = missed): paired comparisons of rows
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),
                                   "sid_sizes": vocab.sizes, "epochs": len(history),
@@ -50,23 +52,30 @@ def evaluate_discriminative_ranking(sid_table: SIDTable, splits: Splits, ranking
 
 @step(enable_cache=False)
 def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer_model: str,
-                       tokenizer_version: str | None, tracking: dict) -> Annotated[dict, Artifacts.EVALUATION_SUMMARY]:
-    """Store the metrics as metadata of the evaluated tokenizer's model version, and in MLflow."""
+                       tokenizer_version: str | None, tracking: dict, retrieval: dict,
+                       ranking: dict) -> Annotated[dict, Artifacts.EVALUATION_SUMMARY]:
+    """Store the metrics as metadata of the evaluated tokenizer's model version, and in MLflow.
+    The summary names the protocol (``eval_config_sha256``) and keeps the per-user test ranks;
+    metadata and MLflow get the aggregate metrics only."""
     from zenml.client import Client
     from zenml.enums import ModelStages
 
     ctx = get_step_context()
     tokenizer_version = str(Client().get_model_version(tokenizer_model, tokenizer_version or ModelStages.LATEST).name)
+    config_sha = eval_config_sha256(retrieval, ranking)
     summary = {"status": "succeeded", "run_id": str(ctx.pipeline_run.id), "run_name": ctx.pipeline_run.name,
                "tokenizer_model": tokenizer_model, "model_version": tokenizer_version,
-               "retrieval": retrieval_metrics, "ranking": ranking_metrics}
+               "eval_config_sha256": config_sha, "retrieval": retrieval_metrics, "ranking": ranking_metrics}
+    retrieval_metrics = {k: v for k, v in retrieval_metrics.items() if k != "test_ranks"}
     log_metadata(metadata={"evaluation": {"retrieval": retrieval_metrics, "ranking": ranking_metrics,
+                                          "eval_config_sha256": config_sha,
                                           "run": ctx.pipeline_run.name}},
                  model_name=tokenizer_model, model_version=tokenizer_version)
     if tracking.get("enabled", True):
         with mlflow_run(tracking.get("experiment", "sidkit-evaluation"), ctx.pipeline_run.name,
                         tags={"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}) as mlflow:
-            mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}))
+            mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version,
+                                       "eval_config_sha256": config_sha}))
             mlflow.log_metrics(metrics_of(retrieval_metrics, "retrieval."))
             mlflow.log_metrics(metrics_of({k: v for k, v in ranking_metrics.items() if k != "features"}, "ranking."))
             summary["mlflow_run_id"] = mlflow.active_run().info.run_id

@@ -34,6 +34,14 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     assert s["status"] == "succeeded" and s["model_version"] == version
     assert {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "n_users"} <= set(s["retrieval"])
     assert s["retrieval"]["n_users"] == 120
+    # the protocol and the per-user results a table needs: hash of the resolved configs, intervals, ranks
+    from sidkit.evaluation.downstream import eval_config_sha256
+
+    assert s["eval_config_sha256"] == eval_config_sha256(cfg["parameters"]["retrieval"], cfg["parameters"]["ranking"])
+    low, high = s["retrieval"]["recall@10_ci"]
+    assert low <= s["retrieval"]["recall@10"] <= high
+    ranks = s["retrieval"]["test_ranks"]
+    assert len(ranks) == 120 and sum(0 < r <= 10 for r in ranks) / 120 == pytest.approx(s["retrieval"]["recall@10"])
     assert {"auc", "gauc", "by_popularity"} <= set(s["ranking"])
     assert {"head", "torso", "tail"} <= set(s["ranking"]["by_popularity"])
     assert 0.0 <= s["ranking"]["auc"] <= 1.0
@@ -42,6 +50,7 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
 
     mv = Client().get_model_version("sidkit-tokenizer-test", version)
     assert "retrieval" in mv.run_metadata["evaluation"]
+    assert "test_ranks" not in mv.run_metadata["evaluation"]["retrieval"]    # aggregates only in metadata
     gen = Client().get_pipeline_run(s["run_id"]).steps["evaluate_generative_retrieval"].outputs["sid_generator"][0].load()
     model = gen.build()  # the stored generator rebuilds from config.json + safetensors
     assert sum(p.numel() for p in model.parameters()) > 0

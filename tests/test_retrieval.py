@@ -15,7 +15,9 @@ from sidkit.retrieval.generator import (
     train_generator,
     training_windows,
 )
-from sidkit.retrieval.metrics import ndcg_at_k, popularity_strata, recall_at_k, retrieval_metrics, target_ranks
+from sidkit.retrieval.metrics import (
+    bootstrap_interval, ndcg_at_k, per_user_gains, popularity_strata, recall_at_k, retrieval_metrics, target_ranks,
+)
 from sidkit.retrieval.trie import SIDTrie
 from tests.conftest import planted_walks
 
@@ -30,6 +32,35 @@ def test_metrics_against_hand_computed_values():
     m = retrieval_metrics(ranks)
     assert m["n_users"] == 4 and set(m) == {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "n_users"}
     assert target_ranks([["a", "b"], ["c"], []], ["b", "x", "y"]).tolist() == [2, 0, 0]
+
+
+def test_bootstrap_intervals_cover_the_metric_and_shrink_with_more_users():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 30, 400)            # ranks, 0 = missed
+    large = rng.integers(0, 30, 40_000)
+    m = retrieval_metrics(small, intervals=(10,))
+    for key in ("recall@10", "ndcg@10"):
+        low, high = m[f"{key}_ci"]
+        assert low < m[key] < high
+    width = lambda r: np.subtract(*retrieval_metrics(r, intervals=(10,))["recall@10_ci"][::-1])  # noqa: E731
+    assert width(large) < width(small) / 5     # ~1/sqrt(100) of the width
+    # the percentile interval of a 0/1 mean is near the normal one: p +- 1.96 sqrt(p (1 - p) / n)
+    p = recall_at_k(large, 10)
+    low, high = bootstrap_interval(per_user_gains(large, 10, "recall"))
+    half = 1.96 * np.sqrt(p * (1 - p) / len(large))
+    assert abs((high - low) / 2 - half) < 0.15 * half
+    assert bootstrap_interval(per_user_gains(small, 10, "ndcg")) == m["ndcg@10_ci"]   # seeded: repeatable
+
+
+def test_eval_config_hash_names_the_resolved_protocol():
+    from sidkit.evaluation.downstream import eval_config_sha256
+
+    base = eval_config_sha256({"beam_size": 20}, {})
+    assert base == eval_config_sha256({"beam_size": 20, "seed": 0}, {"seed": 0})     # defaults resolved
+    assert base != eval_config_sha256({"beam_size": 30}, {})
+    assert base != eval_config_sha256({"beam_size": 20}, {"epochs": 4})
+    with pytest.raises(ValueError):
+        eval_config_sha256({"beam_sise": 20}, {})                                      # typo: not a protocol
 
 
 def test_popularity_strata_cut_points():

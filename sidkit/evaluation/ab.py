@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from sidkit.evaluation.downstream import STRATA, PerUser
+from sidkit.retrieval.metrics import per_user_gains
 
 
 class DecisionRule(BaseModel):
@@ -42,17 +43,6 @@ class DecisionRule(BaseModel):
     seed: int = 0
 
 
-def _retrieval_values(ranks: np.ndarray, name: str) -> np.ndarray:
-    kind, k = name.split("@")
-    k = int(k)
-    hit = (ranks > 0) & (ranks <= k)
-    if kind == "recall":
-        return hit.astype(float)
-    gain = np.zeros(len(ranks))
-    gain[hit] = 1.0 / np.log2(ranks[hit] + 1)
-    return gain
-
-
 def per_user_values(result: PerUser, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(value, weight) per user; the metric is sum(value * weight) / sum(weight) over kept users."""
     if metric == "gauc":
@@ -62,7 +52,8 @@ def per_user_values(result: PerUser, metric: str) -> tuple[np.ndarray, np.ndarra
         return np.where(ok, result.auc, 0.0), np.where(ok, result.weight, 0.0)
     if result.ranks is None:
         raise ValueError(f"{metric} needs retrieval results")
-    return _retrieval_values(result.ranks, metric), np.ones(len(result.ranks))
+    kind, k = metric.split("@")
+    return per_user_gains(result.ranks, int(k), kind), np.ones(len(result.ranks))
 
 
 def paired_bootstrap(champion: tuple[np.ndarray, np.ndarray], challenger: tuple[np.ndarray, np.ndarray],

@@ -8,6 +8,8 @@ head, bottom 50% tail, rest torso; items never seen in training are ``cold``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 
@@ -23,6 +25,19 @@ from sidkit.retrieval.metrics import popularity_strata, retrieval_metrics, targe
 from sidkit.sids.table import SIDTable
 
 STRATA = ("head", "torso", "tail", "cold")
+INTERVAL_KS = (10,)           # Recall/NDCG@K with a 95% bootstrap interval over users in every row
+DEEP_KS = (20, 50, 100)       # reported where the beam is at least this wide (a beam of B finds <= ~B items)
+
+
+def eval_config_sha256(retrieval: GeneratorConfig | dict, ranking: RankerConfig | dict) -> str:
+    """SHA-256 of the resolved evaluation protocol: both configs validated (defaults filled in), canonical JSON.
+    Two rows with the same hash were measured under the same protocol (data splits are the tokenizer
+    version's; the row names that version)."""
+    r = retrieval if isinstance(retrieval, GeneratorConfig) else GeneratorConfig.model_validate(retrieval)
+    k = ranking if isinstance(ranking, RankerConfig) else RankerConfig.model_validate(ranking)
+    text = json.dumps({"retrieval": r.model_dump(mode="json"), "ranking": k.model_dump(mode="json")},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -99,8 +114,9 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     t0 = time.perf_counter()
     ranked = generate_ranked(model, vocab, sids, data.test_hist, cfg, views)
     ranks = target_ranks(ranked, data.test_tgt)
-    metrics = retrieval_metrics(ranks)
-    metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m]))
+    ks = (1, 5, 10) + tuple(k for k in DEEP_KS if k <= cfg.beam_size)
+    metrics = retrieval_metrics(ranks, ks, intervals=INTERVAL_KS)
+    metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m], ks))
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["test_users_per_second"] = len(data.test_hist) / max(metrics["eval_seconds"], 1e-9)

@@ -2,6 +2,9 @@
 
 Recall@K (= HR@K)  = 1 if the target is among the first K results, else 0; averaged over users.
 NDCG@K             = 1 / log2(rank + 1) if the target's 1-based rank is <= K, else 0 (IDCG = 1).
+Intervals: 95% percentile bootstrap over users (``bootstrap_interval``; 1,000 resamples, seeded), so two
+rows' intervals say how far apart a difference must be; for a difference between two tokenizers on the
+same users use the paired bootstrap (``sidkit.evaluation.ab.paired_bootstrap``).
 """
 
 from __future__ import annotations
@@ -29,18 +32,43 @@ def recall_at_k(ranks: np.ndarray, k: int) -> float:
 
 
 def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+    return float(per_user_gains(ranks, k, "ndcg").mean()) if len(ranks) else 0.0
+
+
+def per_user_gains(ranks: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Each user's Recall@K (hit 0/1) or NDCG@K gain: the values Recall@K / NDCG@K average."""
     ranks = np.asarray(ranks)
-    if not len(ranks):
-        return 0.0
     hit = (ranks > 0) & (ranks <= k)
+    if metric == "recall":
+        return hit.astype(np.float64)
     gains = np.zeros(len(ranks))
     gains[hit] = 1.0 / np.log2(ranks[hit] + 1)
-    return float(gains.mean())
+    return gains
 
 
-def retrieval_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    out = {f"recall@{k}": recall_at_k(ranks, k) for k in ks}
+def bootstrap_interval(values: np.ndarray, n_bootstrap: int = 1000, alpha: float = 0.05,
+                       seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval [low, high] of the mean of per-user ``values`` (resampling users)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    means = np.empty(n_bootstrap)
+    for i in range(n_bootstrap):
+        means[i] = values[rng.integers(0, n, n)].mean()
+    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+
+
+def retrieval_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+                      intervals: Sequence[int] = ()) -> dict[str, float]:
+    """Recall@K and NDCG@K (K > 1) for each K; for each K in ``intervals`` also ``recall@K_ci`` and
+    ``ndcg@K_ci`` (95% bootstrap intervals over users)."""
+    out: dict = {f"recall@{k}": recall_at_k(ranks, k) for k in ks}
     out.update({f"ndcg@{k}": ndcg_at_k(ranks, k) for k in ks if k > 1})
+    for k in intervals:
+        for metric in ("recall", "ndcg"):
+            out[f"{metric}@{k}_ci"] = bootstrap_interval(per_user_gains(ranks, k, metric))
     out["n_users"] = int(len(ranks))
     return out
 
