@@ -246,6 +246,10 @@ def main() -> None:
             if not quiet and not args.allow_contended:
                 raise SystemExit(f"load average {load_start} after 5 minutes: another heavy job is running; its "
                                  "timings would be 5-8x off. Stop it, or pass --allow-contended (the row is marked)")
+            # the code the run imports, read now: a commit made while it runs must not be credited with its result
+            from pipelines.caching import code_fingerprint
+
+            commit, code = git_rev(), code_fingerprint()
             t = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
                            env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
@@ -259,7 +263,7 @@ def main() -> None:
             ranks_path(args.dataset, method).parent.mkdir(parents=True, exist_ok=True)
             np.save(ranks_path(args.dataset, method), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
-                  "measured_at": now(), "commit": git_rev(), "embedding_cache_fixed": True,
+                  "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
                   "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
                   "machine": machine(), "isa": cpu_isa(),
                   "precision": s.get("retrieval", {}).get("precision")})

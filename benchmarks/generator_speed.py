@@ -29,7 +29,7 @@ from sidkit.retrieval.generator import (  # noqa: E402
     ItemHistoryGenerator,
     SIDVocabulary,
     TokenHistoryGenerator,
-    _task_loss,
+    task_loss,
     beam_search,
     view_tasks,
 )
@@ -164,7 +164,7 @@ def multi_view_steps(rng: np.random.Generator) -> dict:
         sids[rng.integers(0, n_items, (64, 21))].reshape(64 * 21, -1)).reshape(64, -1)], 1))
 
     def per_task():
-        loss = sum(_task_loss(*model.task_logits(x, *t)) for t in tasks) + cfg.implicit_alignment * model.alignment_loss(x)
+        loss = sum(task_loss(*model.task_logits(x, *t)) for t in tasks) + cfg.implicit_alignment * model.alignment_loss(x)
         loss.backward()
         model.zero_grad()
 

@@ -297,7 +297,7 @@ def test_a_beam_as_wide_as_the_catalogue_ranks_every_sid_by_its_exact_log_probab
     training forward pass (teacher forcing). A beam at least as wide as the catalogue must return
     exactly the catalogue's SIDs, minus each user's excluded ones, in that order with those scores
     (users with different histories in one batch, unequal codebooks, a sparse trie)."""
-    from sidkit.retrieval.generator import ItemHistoryGenerator, _pad_left, _sequences_to_tokens
+    from sidkit.retrieval.generator import ItemHistoryGenerator, pad_left, sequences_to_tokens
 
     torch.manual_seed(3)
     rng = np.random.default_rng(3)
@@ -310,10 +310,10 @@ def test_a_beam_as_wide_as_the_catalogue_ranks_every_sid_by_its_exact_log_probab
     tokens = vocab.tokens(sids)
     histories = [[0, 4, 9], [3], [7, 1, 2, 24, 11]]
     exclude = [{tuple(sids[4]), tuple(sids[20])}, set(), {tuple(sids[0])}]
-    batch = _pad_left(_sequences_to_tokens(histories, tokens, 5))
+    batch = pad_left(sequences_to_tokens(histories, tokens, 5))
     got, scores = beam_search(model, batch, trie, vocab, beam_size=40, exclude=exclude)
     for u, hist in enumerate(histories):
-        rows = _pad_left(_sequences_to_tokens([hist + [i] for i in range(len(sids))], tokens, 6))
+        rows = pad_left(sequences_to_tokens([hist + [i] for i in range(len(sids))], tokens, 6))
         logp = torch.log_softmax(model(rows)[:, -3:], -1)                  # the target item's 3 positions
         exact = logp.gather(2, rows[:, -3:, None])[..., 0].sum(1)
         order = [i for i in torch.argsort(exact, descending=True, stable=True).tolist()
@@ -326,7 +326,7 @@ def test_a_beam_as_wide_as_the_catalogue_ranks_every_sid_by_its_exact_log_probab
 def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum():
     """One encoder pass per view feeds every task reading it and the alignment; the loss and its
     gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
-    from sidkit.retrieval.generator import ItemHistoryGenerator, _task_loss, view_tasks
+    from sidkit.retrieval.generator import ItemHistoryGenerator, task_loss, view_tasks
 
     torch.manual_seed(0)
     sids, users = _two_view_walks()
@@ -347,7 +347,7 @@ def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum(
     shared.backward()
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    plain = sum(_task_loss(*model.task_logits(tokens, *t)) for t in tasks) + 0.5 * model.alignment_loss(tokens)
+    plain = sum(task_loss(*model.task_logits(tokens, *t)) for t in tasks) + 0.5 * model.alignment_loss(tokens)
     plain.backward()
     assert torch.allclose(shared, plain, atol=1e-5)
     for g, p in zip(grads, model.parameters()):

@@ -1,0 +1,43 @@
+"""Which generator a config builds, and how item histories become its token rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sidkit.retrieval.config import BOS, GeneratorConfig, SIDVocabulary
+from sidkit.retrieval.item_model import ItemHistoryGenerator
+from sidkit.retrieval.token_model import TokenHistoryGenerator
+
+
+SIDGenerator = TokenHistoryGenerator | ItemHistoryGenerator
+
+
+def build_generator(vocab: SIDVocabulary, max_len: int, cfg: GeneratorConfig,
+                    views: list[list[int]] | None = None) -> SIDGenerator:
+    """The generator ``cfg.history`` names; max_len: ``max_tokens(cfg, sid_length)``.
+    ``views`` (SID positions per view) needs the item-level model."""
+    if cfg.history == "items":
+        return ItemHistoryGenerator(vocab, max_len, cfg, views)
+    if views and len(views) > 1:
+        raise ValueError("multi-view generation (MACRec) needs history: items")
+    return TokenHistoryGenerator(vocab.size, max_len, cfg, sid_length=vocab.length)
+
+
+def max_tokens(cfg: GeneratorConfig, sid_length: int) -> int:
+    """Longest token row a generator sees: BOS + (max_history + 1) SIDs (a training window)."""
+    return 1 + (cfg.max_history + 1) * sid_length
+
+
+def sequences_to_tokens(item_rows: list[list[int]], sid_tokens: np.ndarray, max_items: int) -> list[list[int]]:
+    """Token lists ``BOS + sid tokens of the last max_items items`` per sequence."""
+    return [[BOS] + sid_tokens[rows[-max_items:]].reshape(-1).tolist() for rows in item_rows]
+
+
+def pad_left(seqs: list[list[int]]) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+    return out
