@@ -54,7 +54,7 @@ class TokenizerConfig(BaseModel):
     select_by: Literal["collision", "last"] = "collision"
     bf16: bool = False
     seed: int = 0
-    # ---- multi-expert tokenizers (mmq, adasid, macrec); see sidkit/tokenizers/multi_expert.py
+    # ---- multi-expert tokenizers (mmq, adasid, macrec); see sidkit/tokenizers/multi_expert.py, mmq.py, adasid.py, macrec.py
     n_shared_experts: int = 1               # MMQ / ADA-SID shared experts
     n_specific_experts: int = 1             # per view (MMQ) or per side (ADA-SID: content, behaviour)
     loss_weights: dict[str, float] = Field(default_factory=dict)   # overrides of the method's defaults; 0 = off
@@ -165,7 +165,7 @@ def register(cls: type[Tokenizer]) -> type[Tokenizer]:
 
 def _registry() -> dict[str, type[Tokenizer]]:
     # import the built-in tokenizers so they register themselves
-    from sidkit.tokenizers import multi_expert, rqkmeans, rqvae  # noqa: F401
+    from sidkit.tokenizers import adasid, macrec, mmq, rqkmeans, rqvae  # noqa: F401
 
     return _REGISTRY
 
