@@ -11,6 +11,12 @@ file, the dotted key and its line, e.g.::
 
 It needs no data and no ZenML: a typo fails in well under a second, before loading,
 validating or embedding anything.
+
+Composition (:func:`resolve_config`): ``extends: base.yaml`` (relative to the file) starts from the
+base config, itself resolved, and deep-merges this file over it: mappings merge key by key, any
+other value (lists included) replaces the base's. ``--set key=value`` on the CLI then overrides one
+key (``parameters.`` may be left out: ``--set tokenizer.epochs=5``; the value is read as YAML).
+Errors name the file (or ``--set``) that last set the key.
 """
 
 from __future__ import annotations
@@ -94,16 +100,19 @@ def _locate(text: str) -> dict[tuple, int]:
 
 
 class _Checker:
-    def __init__(self, path: Path, lines: dict[tuple, int]):
+    """Builds errors naming where a key was last set: ``lines`` maps key paths to (file, line)."""
+
+    def __init__(self, path: Path, lines: dict[tuple, tuple[str | Path, int | None]]):
         self.path, self.lines = path, lines
 
     def error(self, key: tuple, reason: str) -> ConfigFileError:
-        line = None
+        where = None
         for n in range(len(key), 0, -1):  # the deepest key that has a line
-            line = self.lines.get(tuple(key[:n]))
-            if line:
+            where = self.lines.get(tuple(key[:n]))
+            if where:
                 break
-        return ConfigFileError(self.path, ".".join(map(str, key)) or None, line, reason)
+        file, line = where or (self.path, None)
+        return ConfigFileError(file, ".".join(map(str, key)) or None, line, reason)
 
     def model(self, key: tuple, model: type[BaseModel], value: Any) -> None:
         if value is None:
@@ -178,12 +187,17 @@ def _check_dataset(c: _Checker, value: Any) -> None:
     unknown = sorted(set(rest) - {"path", *OPTIONS[fmt]})
     if unknown:
         raise c.error(key + (unknown[0],), f"unknown option for format {fmt!r}; it accepts {['path', *OPTIONS[fmt]]}")
+    if fmt == "table":
+        from sidkit.data.loaders.table import TableColumns
+
+        for required in ("interactions", "items"):
+            if not isinstance(rest.get(required), str):
+                raise c.error(key, f"'{required}' (a file in dataset.path) is required for format 'table'")
+        c.model(key + ("columns",), TableColumns, rest.get("columns") or {})
 
 
-def check_config_file(path: str | Path, allowed_parameters: set[str] | None = None,
-                      required_parameters: set[str] = frozenset()) -> dict:
-    """The parsed config, checked whole; :class:`ConfigFileError` at the first problem."""
-    path = Path(path)
+def _read_one(path: Path) -> tuple[dict, dict[tuple, tuple[Path, int]]]:
+    """One YAML file -> (mapping, key path -> (file, line)); errors name the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -197,11 +211,78 @@ def check_config_file(path: str | Path, allowed_parameters: set[str] | None = No
                               f"not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigFileError(path, None, None, f"not valid YAML: {exc}") from None
-    c = _Checker(path, lines)
     if cfg is None:
         raise ConfigFileError(path, None, None, "the config file is empty")
     if not isinstance(cfg, dict):
         raise ConfigFileError(path, None, 1, f"a config must be a mapping, got {type(cfg).__name__}")
+    return cfg, {k: (path, n) for k, n in lines.items()}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` over ``base``: mappings merge key by key; any other value replaces the base's."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _resolve_file(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict]:
+    path = path.resolve() if chain else path
+    if path.resolve() in chain:
+        raise ConfigFileError(path, "extends", None, "circular 'extends': " + " -> ".join(map(str, (*chain, path.resolve()))))
+    cfg, lines = _read_one(path)
+    base_name = cfg.pop("extends", None)
+    if base_name is None:
+        return cfg, lines
+    if not isinstance(base_name, str) or not base_name:
+        raise ConfigFileError(path, "extends", lines.get(("extends",), (path, None))[1], "expected the path of a base config")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise ConfigFileError(path, "extends", lines[("extends",)][1], f"base config {base_path} does not exist")
+    base, base_lines = _resolve_file(base_path, (*chain, path.resolve()))
+    own = {k: v for k, v in lines.items() if k != ("extends",)}
+    return deep_merge(base, cfg), {**base_lines, **own}
+
+
+def parse_set(assignment: str) -> tuple[tuple[str, ...], Any]:
+    """``a.b.c=value`` -> (key path, value read as YAML); ``parameters.`` is implied unless the path
+    starts at a top-level key."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigFileError("--set", assignment, None, "expected key=value, e.g. tokenizer.epochs=5")
+    path = tuple(part for part in key.strip().split("."))
+    if path[0] not in TOP_LEVEL_KEYS:
+        path = ("parameters", *path)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError("--set", key, None, f"value is not valid YAML: {exc}") from None
+    return path, value
+
+
+def resolve_config(path: str | Path, sets: tuple[str, ...] | list[str] = ()) -> tuple[dict, dict]:
+    """The config after ``extends`` and ``--set`` (see the module docstring), and where each key was set."""
+    cfg, lines = _resolve_file(Path(path))
+    for assignment in sets:
+        key, value = parse_set(assignment)
+        node = cfg
+        for part in key[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[key[-1]] = value
+        lines = {k: v for k, v in lines.items() if k[:len(key)] != key}
+        lines[key] = ("--set " + assignment, None)
+    return cfg, lines
+
+
+def check_config_file(path: str | Path, allowed_parameters: set[str] | None = None,
+                      required_parameters: set[str] = frozenset(), sets: tuple[str, ...] | list[str] = ()) -> dict:
+    """The resolved config (``extends`` and ``sets`` applied), checked whole; :class:`ConfigFileError`
+    at the first problem."""
+    path = Path(path)
+    cfg, lines = resolve_config(path, sets)
+    c = _Checker(path, lines)
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
             raise c.error((key,), f"unknown top-level key; expected some of {sorted(TOP_LEVEL_KEYS)}")
@@ -235,3 +316,24 @@ def _check_variables(c: _Checker, node: Any, key: tuple) -> None:
         unset = [v for v in _VAR.findall(node) if v not in os.environ]
         if unset:
             raise c.error(key, f"environment variable ${{{unset[0]}}} is not set")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sidkit.config FILE [--set KEY=VALUE ...]``: print the resolved config (YAML), e.g. for
+    ``zenml pipeline run ... -c`` which reads plain files and knows no ``extends``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m sidkit.config", description=main.__doc__)
+    ap.add_argument("file")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        cfg = check_config_file(args.file, sets=args.sets)
+    except ConfigFileError as exc:
+        sys.exit(f"config error: {exc}")
+    sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -118,3 +118,70 @@ def test_retrain_rejects_a_bad_month_before_anything_runs(tmp_path):
     r = CliRunner().invoke(run.cli, ["retrain", "--config", str(ROOT / "configs" / "retrain_movielens.yaml"),
                                      "--until", "1997-13", "--summary", str(out)])
     assert r.exit_code == 2 and "YYYY-MM" in json.loads(out.read_text())["error"]
+
+
+def _flat(d: dict, prefix: tuple = ()) -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "ablations").glob("*.yaml")), ids=lambda p: p.stem)
+def test_an_ablation_differs_from_its_base_only_where_it_says(path):
+    from sidkit.config import resolve_config
+
+    ablation, _ = resolve_config(path)
+    base, _ = resolve_config(ROOT / "configs" / yaml.safe_load(path.read_text())["extends"].removeprefix("../"))
+    own = _flat(yaml.safe_load(path.read_text())["parameters"])
+    a, b = _flat(ablation["parameters"]), _flat(base["parameters"])
+    changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert len(own) == 1 and changed == set(own)          # one switch per ablation, nothing else drifts
+    assert ablation["model"]["name"] == base["model"]["name"] and "ablation" in ablation["model"]["tags"]
+
+
+def test_extends_merges_mappings_and_errors_name_the_file_that_set_the_key(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(BASE)
+    child = tmp_path / "sub" / "child.yaml"
+    child.parent.mkdir()
+    child.write_text("extends: ../base.yaml\nparameters:\n  tokenizer:\n    epochs: 7\n")
+    cfg = check_config_file(child, _pipeline_parameters("train"))
+    assert cfg["parameters"]["tokenizer"]["epochs"] == 7
+    assert cfg["parameters"]["tokenizer"]["method"] == yaml.safe_load(BASE)["parameters"]["tokenizer"]["method"]
+    assert "extends" not in cfg
+    child.write_text("extends: ../base.yaml\nparameters:\n  tokenizer:\n    epochs: 0\n")
+    with pytest.raises(ConfigFileError) as err:
+        check_config_file(child, _pipeline_parameters("train"))
+    assert err.value.file == str(child) and err.value.line == 4 and err.value.key == "parameters.tokenizer.epochs"
+    base.write_text(BASE.replace("batch_size:", "batch_sise:", 1))
+    child.write_text("extends: ../base.yaml\n")
+    with pytest.raises(ConfigFileError) as err:
+        check_config_file(child, _pipeline_parameters("train"))
+    assert Path(err.value.file).resolve() == base.resolve() and "batch_sise" in err.value.key
+    assert err.value.line == _line_of(BASE, "batch_size:")
+
+
+def test_extends_refuses_a_cycle_and_a_missing_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nparameters: {}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nparameters: {}\n")
+    with pytest.raises(ConfigFileError, match="circular"):
+        check_config_file(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigFileError, match="does not exist") as err:
+        check_config_file(tmp_path / "c.yaml")
+    assert err.value.line == 1
+
+
+def test_set_overrides_one_key_and_errors_name_it(tmp_path):
+    from sidkit.config import resolve_config
+
+    path = _write(tmp_path, BASE)
+    cfg, _ = resolve_config(path, ["tokenizer.epochs=3", "parameters.tokenizer.hidden_dims=[64, 32]", "run_name=x"])
+    assert cfg["parameters"]["tokenizer"]["epochs"] == 3 and cfg["parameters"]["tokenizer"]["hidden_dims"] == [64, 32]
+    assert cfg["run_name"] == "x"
+    with pytest.raises(ConfigFileError) as err:
+        check_config_file(path, _pipeline_parameters("train"), sets=["tokenizer.epochs=0"])
+    assert err.value.file == "--set tokenizer.epochs=0" and err.value.key == "parameters.tokenizer.epochs"
+    with pytest.raises(ConfigFileError, match="key=value"):
+        resolve_config(path, ["tokenizer.epochs"])

@@ -36,12 +36,13 @@ def test_overlay_is_settings_only_and_valid(path, monkeypatch):
     from zenml.config import DockerSettings, ResourceSettings
     from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
 
-    import run
+    from pipelines import cli_support as run
+    from sidkit.config import deep_merge
 
     monkeypatch.setenv("SIDKIT_REGISTRY", "registry.example.com/sidkit")
     overlay = run.load_overlay(str(path))
     base = yaml.safe_load((ROOT / "configs" / "train_beauty_rqvae.yaml").read_text())
-    merged = run.merge_overlay(base, overlay)
+    merged = deep_merge(base, overlay)
     assert merged["parameters"] == base["parameters"]            # environments differ only in settings
     PipelineRunConfiguration.model_validate({k: v for k, v in merged.items() if k != "model"} | {"model": None})
     settings = overlay.get("settings") or {}
@@ -56,7 +57,7 @@ def test_overlay_is_settings_only_and_valid(path, monkeypatch):
 
 
 def test_overlay_with_parameters_is_refused(tmp_path):
-    import run
+    from pipelines import cli_support as run
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("parameters: {tokenizer: {epochs: 1}}\nsettings: {}\n")

@@ -156,7 +156,7 @@ def test_a_killed_run_is_closed_at_the_next_start_and_latest_skips_its_version(c
     import mlflow
     from zenml.client import Client
 
-    import run as run_module
+    from pipelines import cli_support
     from pipelines.housekeeping import close_stale_pipeline_runs
     from pipelines.model_versions import resolve_model_version
     from sidkit.locks import ProcessMarker
@@ -190,7 +190,7 @@ def test_a_killed_run_is_closed_at_the_next_start_and_latest_skips_its_version(c
     with pytest.raises(KeyError, match="incomplete"):
         resolve_model_version("sidkit-killed", str(int(s1["model_version"]) + 1))
 
-    closed = close_stale_pipeline_runs(run_module._MARKER or ProcessMarker())
+    closed = close_stale_pipeline_runs(cli_support.MARKER or ProcessMarker())
     assert stuck.name in closed["zenml"] and len(closed["mlflow"]) == 1
     assert client.get_pipeline_run(stuck.id).status.value == "failed"
     assert mlflow.get_run(closed["mlflow"][0]).info.status == "FAILED"
