@@ -14,6 +14,8 @@ Formats
     ``movielens_grouplens`` GroupLens ``u.data`` + ``u.item`` (pipe-separated, Latin-1)
     ``movielens_atomic``    RecBole atomic ``ml-100k.inter`` + ``ml-100k.item`` (+ ``details.json``,
                             ``posters/<item_id>.jpg``)
+    ``table``               any interactions + items tables (CSV, TSV, JSON lines, parquet) with the
+                            column names given in ``columns`` (:mod:`sidkit.data.loaders.table`)
     ``synthetic``           see :mod:`sidkit.data.synthetic`
 
 :func:`source_fingerprint` hashes the content of the files a dataset config reads, so a
@@ -31,11 +33,12 @@ from typing import Callable
 from sidkit.data.loaders.amazon import load_amazon, load_amazon2014, load_amazon2018
 from sidkit.data.loaders.movielens import load_movielens_atomic, load_movielens_grouplens
 from sidkit.data.loaders.sequences import load_amazon_sequences
+from sidkit.data.loaders.table import load_table
 from sidkit.data.schema import Catalogue
 from sidkit.errors import ConfigError
 
 __all__ = ["load_amazon", "load_amazon2014", "load_amazon2018", "load_amazon_sequences", "load_dataset",
-           "load_movielens_atomic", "load_movielens_grouplens", "source_fingerprint", "FORMATS"]
+           "load_movielens_atomic", "load_movielens_grouplens", "load_table", "source_fingerprint", "FORMATS"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ FORMATS: dict[str, Callable[..., Catalogue]] = {
     "amazon_sequences": load_amazon_sequences,
     "movielens_grouplens": load_movielens_grouplens,
     "movielens_atomic": load_movielens_atomic,
+    "table": load_table,
 }
 OPTIONS: dict[str, tuple[str, ...]] = {  # what each format accepts besides format, name and path
     "amazon2014": ("reviews", "meta", "image_dir"),
@@ -59,6 +63,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {  # what each format accepts besides form
     "amazon_sequences": ("sequences", "items_file", "image_dir"),
     "movielens_grouplens": ("posters",),
     "movielens_atomic": ("prefix", "details", "posters"),
+    "table": ("interactions", "items", "columns", "image_dir"),
 }
 
 
@@ -70,6 +75,8 @@ def _source_names(fmt: str, cfg: dict) -> list[str | None]:
         return [cfg.get("sequences", "sequences.txt"), cfg.get("items_file", "items.csv"), cfg.get("image_dir")]
     if fmt == "movielens_grouplens":
         return ["u.data", "u.item", cfg.get("posters") or "posters"]
+    if fmt == "table":
+        return [cfg.get("interactions"), cfg.get("items"), cfg.get("image_dir")]
     prefix = cfg.get("prefix", "ml-100k")
     return [f"{prefix}.inter", f"{prefix}.item", cfg.get("details", "details.json"), cfg.get("posters", "posters")]
 
