@@ -1,6 +1,7 @@
 """Pipeline fragments shared by the training and retraining pipelines (called inside a pipeline body)."""
 
 from sidkit.data.loaders import source_fingerprint
+from sidkit.features.precomputed import precomputed_fingerprint
 from steps.data import load_data, split_data, validate_data, validation_gate
 from steps.features import embed_items, validate_item_embeddings
 from steps.tokenizer import assign_semantic_ids, finetune_tokenizer, train_tokenizer
@@ -16,7 +17,7 @@ def validated_inputs(dataset: dict, validation: dict | None, max_history: int, f
     catalogue, report, _ = validate_data(raw, validation or {})
     passed = validation_gate(report)
     splits = split_data(catalogue, passed, max_history=max_history)
-    embeddings = embed_items(catalogue, splits, features or {})
+    embeddings = embed_items(catalogue, splits, features or {}, precomputed_fingerprint(features))
     emb_report, _ = validate_item_embeddings(catalogue, embeddings)
     validation_gate(emb_report, id="embedding_validation_gate")
     return catalogue, report, splits, embeddings

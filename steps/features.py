@@ -14,8 +14,10 @@ from steps.artifacts import Artifacts
 
 
 @step
-def embed_items(catalogue: Catalogue, splits: Splits, features: dict) -> Annotated[ItemEmbeddings, Artifacts.ITEM_EMBEDDINGS]:
-    """Text (MiniLM), image (EfficientNet-Lite0) and behaviour (SASRec on the training split) embeddings."""
+def embed_items(catalogue: Catalogue, splits: Splits, features: dict,
+                precomputed_fingerprint: str = "") -> Annotated[ItemEmbeddings, Artifacts.ITEM_EMBEDDINGS]:
+    """Text (MiniLM), image (EfficientNet-Lite0) and behaviour (SASRec on the training split) embeddings,
+    plus any precomputed views. ``precomputed_fingerprint`` (of those files' bytes) is only a cache key."""
     return embed_catalogue(catalogue, splits, features)
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidkit.data.schema import TEXT_FIELDS, Catalogue, item_texts
 from sidkit.data.splits import Splits
 from sidkit.errors import ConfigError
 from sidkit.features.behaviour import SASRecConfig, behaviour_embeddings
 from sidkit.features.encoders import ImageEncoder, TextEncoder, encode_cached
+from sidkit.features.precomputed import PrecomputedView, load_precomputed
 from sidkit.settings import state_dir
 from sidkit.utils import log
 
@@ -58,6 +59,16 @@ class FeatureConfig(_Strict):
     text: TextFeatureConfig = TextFeatureConfig()
     image: ImageFeatureConfig = ImageFeatureConfig()
     behaviour: BehaviourFeatureConfig = BehaviourFeatureConfig()
+    precomputed: dict[str, PrecomputedView] = {}   # view name -> vectors the user already has (sidkit.features.precomputed)
+
+    @model_validator(mode="after")
+    def _one_source_per_view(self) -> "FeatureConfig":
+        computed = {name for name in VIEWS if getattr(self, name).enabled}
+        both = sorted(computed & set(self.precomputed))
+        if both:
+            raise ValueError(f"view {both[0]!r} is computed and precomputed: set features.{both[0]}.enabled: false "
+                             "or give the precomputed view another name")
+        return self
     cache_dir: str | None = None          # None: <state dir>/cache/embeddings; "" disables the cache
     seed: int = 0
 
@@ -186,6 +197,8 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
         encoders["behaviour"] = {"model": "SASRec", "dim": b.dim, "trained_on": "train split", "epochs": b.epochs,
                                  "final_loss": float(info["losses"][-1]) if info["losses"] else None,
                                  "losses": [float(x) for x in info["losses"]]}
+    for name, spec in cfg.precomputed.items():
+        views[name], masks[name], encoders[name] = load_precomputed(spec, ids)
     if not views:
         raise ConfigError("no feature view is enabled")
     stats = {}
