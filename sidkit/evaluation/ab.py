@@ -140,59 +140,6 @@ def no_champion_decision() -> dict:
                                        "is promoted as the first champion", "checks": []}
 
 
-def report_html(result: dict) -> str:
-    """The A/B report page: decision, and per metric the lift with its bootstrap interval (SVG)."""
-    import html
-
-    decision = result.get("decision", {})
-    colour = "#1b5e20" if decision.get("promote") else "#b00020"
-    rows, bars = [], []
-    metrics = result.get("metrics", {})
-    span = max([abs(v) for m in metrics.values() for v in (m.get("ci_low"), m.get("ci_high"), m.get("lift"))
-                if v is not None and np.isfinite(v)] + [1e-6])
-    width, row_h, mid = 640, 26, 400
-    scale = (width - mid - 20) / span if span else 1.0
-    for k, (name, m) in enumerate(metrics.items()):
-        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(m.get('champion'))}</td><td>{fmt(m.get('challenger'))}</td>"
-                    f"<td>{fmt(m.get('lift'))}</td><td>[{fmt(m.get('ci_low'))}, {fmt(m.get('ci_high'))}]</td>"
-                    f"<td>{fmt(m.get('p_value'))}</td></tr>")
-        y = 10 + k * row_h
-        zero = mid - (width - mid - 20)
-        cx = lambda v: zero + (v + span) * scale  # noqa: E731
-        if m.get("ci_low") is not None:
-            bars.append(f"<line x1='{cx(m['ci_low']):.1f}' x2='{cx(m['ci_high']):.1f}' y1='{y + 8}' y2='{y + 8}' "
-                        f"stroke='#555' stroke-width='2'/>")
-        if m.get("lift") is not None and np.isfinite(m["lift"]):
-            bars.append(f"<circle cx='{cx(m['lift']):.1f}' cy='{y + 8}' r='4' fill='{'#1b5e20' if m['lift'] >= 0 else '#b00020'}'/>")
-        bars.append(f"<text x='5' y='{y + 12}' font-size='12'>{html.escape(name)}</text>")
-    zero_x = (mid - (width - mid - 20)) + span * scale
-    svg = (f"<svg width='{width}' height='{20 + row_h * len(metrics)}' xmlns='http://www.w3.org/2000/svg'>"
-           f"<line x1='{zero_x:.1f}' x2='{zero_x:.1f}' y1='0' y2='{20 + row_h * len(metrics)}' stroke='#999' "
-           f"stroke-dasharray='4'/>{''.join(bars)}</svg>")
-    strata = "".join(
-        f"<tr><td>{html.escape(metric)}</td><td>{html.escape(s)}</td><td>{r['n_users']}</td>"
-        f"<td>{r['lift']:+.4f}</td><td>{_p(r['p_value'])}</td></tr>"
-        for metric, per in result.get("by_popularity", {}).items() for s, r in per.items() if r.get("lift") is not None)
-    checks = "".join(f"<li>{'PASS' if c['passed'] else 'FAIL'}: {html.escape(c['check'])} "
-                     f"(value {c['value']})</li>" for c in decision.get("checks", []))
-    who = f"champion {html.escape(str(result.get('champion')))} vs challenger {html.escape(str(result.get('challenger')))}"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>A/B: {who}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}td,th{{padding:2px 8px}}</style></head><body>
-<h1>Offline A/B: {who}</h1>
-<h2 style="color:{colour}">{'PROMOTE' if decision.get('promote') else 'KEEP CHAMPION'}</h2>
-<p>{html.escape(decision.get('reason', ''))}</p><ul>{checks}</ul>
-<h2>Lift (challenger - champion) with paired-bootstrap interval</h2>{svg}
-<table><tr><th>metric</th><th>champion</th><th>challenger</th><th>lift</th><th>CI</th><th>p</th></tr>{''.join(rows)}</table>
-<h2>Per popularity stratum</h2>
-<table><tr><th>metric</th><th>stratum</th><th>users</th><th>lift</th><th>p</th></tr>{strata}</table>
-</body></html>"""
-
-
-def _p(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
-
-
 @dataclass
 class ABComparison:
     """The comparison as an artifact: ``result`` (JSON-safe dict) and its HTML page."""
@@ -200,4 +147,6 @@ class ABComparison:
     result: dict
 
     def to_html(self) -> str:
-        return report_html(self.result)
+        from sidkit.monitoring.pages import ab_html
+
+        return ab_html(self.result)

@@ -1,11 +1,15 @@
-"""The analysts' reports folder: one sub-folder per drift report, and an index page.
+"""The analysts' reports folder: every report a run writes, one self-contained page each, and indexes.
 
-    <reports_dir>/index.html                      every report, newest first, with its verdict
-    <reports_dir>/<stamp>-<name>/index.html       the summary page (verdict, reasons, per level)
-    <reports_dir>/<stamp>-<name>/<section>.html   Evidently's reports (sampled rows)
-    <reports_dir>/<stamp>-<name>/summary.json     the summary; evidently/<section>.json the full results
+    <reports>/index.html                                  every report of every kind, newest first
+    <reports>/drift/index.html                            the drift reports, with verdict and churn
+    <reports>/drift/<stamp>-<name>/index.html             a drift summary page (+ Evidently's pages beside it)
+    <reports>/ab/<stamp>-<name>/index.html                an offline A/B (forest plot, per stratum)
+    <reports>/sid_quality/<stamp>-<name>/index.html       SID quality against the health gate
+    <reports>/validation/<run name>/report.html           a data validation report
+    .../summary.json                                      what the indexes list (kind, model, versions, verdict, run)
 
-The default folder is ``<state dir>/reports/drift`` (settings.state_dir, i.e. $SIDKIT_HOME).
+``<reports>`` is ``<state dir>/reports`` (settings.state_dir, i.e. $SIDKIT_HOME); a drift config's
+``reports_dir`` moves the drift pages only. Pages are plain HTML with inline SVG: no network.
 """
 
 from __future__ import annotations
@@ -20,8 +24,100 @@ from sidkit.monitoring.drift import DriftResult, summary_html
 from sidkit.settings import state_dir
 
 
+KINDS = {"drift": "SID drift", "ab": "offline A/B", "sid_quality": "SID quality", "validation": "data validation"}
+
+
+def reports_root() -> Path:
+    return state_dir() / "reports"
+
+
 def default_reports_dir() -> Path:
-    return state_dir() / "reports" / "drift"
+    return reports_root() / "drift"
+
+
+def _new_folder(parent: Path, name: str, created: datetime) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "report"
+    folder = parent / f"{created.strftime('%Y%m%dT%H%M%S')}-{slug}"
+    k = 1
+    while folder.exists():
+        k += 1
+        folder = parent / f"{created.strftime('%Y%m%dT%H%M%S')}-{slug}-{k}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def publish_page(kind: str, name: str, page: str, facts: dict, root: str | Path | None = None,
+                 created: datetime | None = None) -> Path:
+    """Write one report page (``kind`` in KINDS) with its summary.json and refresh the overview.
+    ``facts``: what the overview shows -- ``model``, ``versions`` (dict), ``verdict``, ``ok`` (bool), ``run_name``."""
+    if kind not in KINDS:
+        raise ValueError(f"report kind must be one of {sorted(KINDS)}, got {kind!r}")
+    root = Path(root) if root else reports_root()
+    created = created or datetime.now(timezone.utc)
+    folder = _new_folder(root / kind, name, created)
+    path = folder / "index.html"
+    summary = {**facts, "kind": kind, "name": name, "created": created.isoformat(timespec="seconds"),
+               "report_html": str(path.resolve())}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
+    write_overview(root)
+    return path
+
+
+def _entries(root: Path) -> list[dict]:
+    """Every report under ``root``: summary.json of drift / ab / sid_quality, report.json of validation."""
+    out = []
+    for kind in KINDS:
+        for path in sorted((root / kind).glob("*/summary.json")):
+            try:
+                s = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                s = {"name": path.parent.name, "verdict": "unreadable summary.json", "ok": False}
+            if kind == "drift":
+                s = {**s, "verdict": "DRIFT" if s.get("drift_detected") else "no drift", "ok": not s.get("drift_detected"),
+                     "versions": {"reference": s.get("reference"), "current": s.get("current")}}
+            out.append({**s, "kind": kind, "href": f"{kind}/{path.parent.name}/index.html"})
+        if kind == "validation":
+            for path in sorted((root / kind).glob("*/report.json")):
+                try:
+                    r = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    r = {}
+                created = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+                out.append({"kind": kind, "name": r.get("subject") or path.parent.name, "created": created,
+                            "run_name": path.parent.name, "ok": bool(r.get("passed")),
+                            "verdict": ("passed" if r.get("passed") else "FAILED")
+                            + f", {r.get('rejected_rows', '?')} row(s) rejected",
+                            "href": f"{kind}/{path.parent.name}/report.html"})
+    return sorted(out, key=lambda e: (e.get("created", ""), e["href"]), reverse=True)
+
+
+def write_overview(root: Path | None = None) -> Path:
+    """``<reports>/index.html``: every report, newest first, with kind, model, versions and verdict."""
+    root = Path(root) if root else reports_root()
+    entries = _entries(root)
+    esc = lambda v: html.escape("" if v is None else str(v))  # noqa: E731
+    rows = "".join(
+        f"<tr><td>{esc(e.get('created'))}</td><td>{esc(KINDS[e['kind']])}</td>"
+        f"<td><a href='{esc(e['href'])}'>{esc(e.get('name'))}</a></td><td>{esc(e.get('model'))}</td>"
+        f"<td>{esc(', '.join(f'{k}: {v}' for k, v in (e.get('versions') or {}).items() if v is not None))}</td>"
+        f"<td style='color:{'#1b5e20' if e.get('ok') else '#b00020'}'>{esc(e.get('verdict'))}</td>"
+        f"<td>{esc(e.get('run_name'))}</td></tr>" for e in entries)
+    root.mkdir(parents=True, exist_ok=True)
+    index = root / "index.html"
+    index.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>sidkit reports</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}
+tr:nth-child(even){{background:#f4f4f4}}</style></head><body><h1>sidkit reports</h1>
+<p>{len(entries)} report(s), newest first. Drift reports alone, with churn: <a href="drift/index.html">drift/</a>.</p>
+<table><tr><th>date (UTC)</th><th>kind</th><th>report</th><th>model</th><th>versions</th><th>verdict</th><th>run</th></tr>
+{rows}</table></body></html>""", encoding="utf-8")
+    return index
+
+
+def run_reports(run_name: str, root: Path | None = None) -> list[str]:
+    """The report pages a pipeline run wrote (by the run name in their summaries), oldest first."""
+    root = Path(root) if root else reports_root()
+    return [str((root / e["href"]).resolve()) for e in reversed(_entries(root)) if e.get("run_name") == run_name]
 
 
 def publish_report(result: DriftResult, name: str, reports_dir: str | Path | None = None,
@@ -29,13 +125,8 @@ def publish_report(result: DriftResult, name: str, reports_dir: str | Path | Non
     """Write the report into the folder and refresh the index; returns the report's summary page."""
     root = Path(reports_dir) if reports_dir else default_reports_dir()
     created = created or datetime.now(timezone.utc)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "report"
-    folder = root / f"{created.strftime('%Y%m%dT%H%M%S')}-{slug}"
-    k = 1
-    while folder.exists():
-        k += 1
-        folder = root / f"{created.strftime('%Y%m%dT%H%M%S')}-{slug}-{k}"
-    (folder / "evidently").mkdir(parents=True)
+    folder = _new_folder(root, name, created)
+    (folder / "evidently").mkdir()
     summary = {**result.summary, "name": name, "created": created.isoformat(timespec="seconds")}
     for section, page in result.evidently_html.items():
         (folder / f"{section}.html").write_text(page, encoding="utf-8")
@@ -46,6 +137,8 @@ def publish_report(result: DriftResult, name: str, reports_dir: str | Path | Non
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     page.write_text(summary_html(summary, list(result.evidently_html)), encoding="utf-8")
     write_index(root)
+    if root.resolve() == default_reports_dir().resolve():
+        write_overview()
     return page
 
 

@@ -1,0 +1,145 @@
+"""Self-contained HTML pages for analysts (inline SVG, no scripts, no network): the offline A/B and SID quality.
+
+The drift pages are in sidkit.monitoring.drift (summary) and Evidently; validation in sidkit.data.validation.
+Numbers are rounded for reading (4 significant digits, p-values 3); the JSON beside each page has them whole.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+GREEN, RED, GREY = "#1b5e20", "#b00020", "#777"
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:64em}td,th{padding:2px 8px;text-align:left}"
+         "table{border-collapse:collapse}tr:nth-child(even){background:#f4f4f4}.num{text-align:right}")
+
+
+def _num(v, digits: int = 4) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}g}"
+
+
+def _signed(v) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:+.4g}"
+
+
+def _ticks(low: float, high: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values covering [low, high]."""
+    span = high - low or 1.0
+    step = 10 ** math.floor(math.log10(span / n))
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= n:
+            step *= mult
+            break
+    start = math.floor(low / step) * step
+    return [round(start + i * step, 12) for i in range(int((high - start) / step) + 2) if start + i * step <= high + 1e-12]
+
+
+def forest_plot(rows: list[dict], width: int = 720) -> str:
+    """rows: {label, lift, ci_low, ci_high, judged (bool), note} -> an SVG with a zero line and a labelled axis."""
+    values = [v for r in rows if r.get("judged") for v in (r.get("ci_low"), r.get("ci_high"), r.get("lift"))
+              if v is not None and math.isfinite(v)]
+    bound = max([abs(v) for v in values] + [1e-4]) * 1.1
+    left, right, row_h, top = 260, 20, 24, 10
+    plot_w = width - left - right
+    x = lambda v: left + (v + bound) / (2 * bound) * plot_w  # noqa: E731
+    height = top + row_h * len(rows) + 40
+    parts = [f"<svg role='img' aria-label='forest plot of lifts' width='{width}' height='{height}' "
+             "xmlns='http://www.w3.org/2000/svg' font-family='sans-serif' font-size='12'>"]
+    axis_y = top + row_h * len(rows) + 4
+    parts.append(f"<line x1='{left}' x2='{width - right}' y1='{axis_y}' y2='{axis_y}' stroke='#333'/>")
+    for t in _ticks(-bound, bound):
+        parts.append(f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='{axis_y}' y2='{axis_y + 5}' stroke='#333'/>"
+                     f"<text x='{x(t):.1f}' y='{axis_y + 18}' text-anchor='middle'>{t:+.3g}</text>")
+    parts.append(f"<text x='{left + plot_w / 2:.1f}' y='{axis_y + 34}' text-anchor='middle'>"
+                 "lift (challenger - champion), 95% paired-bootstrap interval</text>")
+    parts.append(f"<line x1='{x(0):.1f}' x2='{x(0):.1f}' y1='{top - 4}' y2='{axis_y}' stroke='{GREY}' stroke-dasharray='4'/>")
+    for k, r in enumerate(rows):
+        y = top + k * row_h + row_h / 2
+        parts.append(f"<text x='4' y='{y + 4:.1f}'>{html.escape(r['label'])}</text>")
+        if not r.get("judged"):
+            parts.append(f"<text x='{left + 4}' y='{y + 4:.1f}' fill='{GREY}'>{html.escape(r.get('note') or 'not judged')}</text>")
+            continue
+        if r.get("ci_low") is not None and r.get("ci_high") is not None:
+            parts.append(f"<line x1='{x(r['ci_low']):.1f}' x2='{x(r['ci_high']):.1f}' y1='{y:.1f}' y2='{y:.1f}' "
+                         "stroke='#444' stroke-width='2'/>")
+        if r.get("lift") is not None and math.isfinite(r["lift"]):
+            parts.append(f"<circle cx='{x(r['lift']):.1f}' cy='{y:.1f}' r='4.5' fill='{GREEN if r['lift'] >= 0 else RED}'/>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def ab_html(result: dict) -> str:
+    """The A/B page: decision and its checks, one forest plot of every metric and popularity stratum
+    (strata under the rule's ``min_stratum_users`` shown as not judged), and the numbers."""
+    decision, rule = result.get("decision", {}), result.get("rule") or {}
+    min_users = int(rule.get("min_stratum_users", 30))
+    promote = bool(decision.get("promote"))
+    who = f"champion {result.get('champion')} vs challenger {result.get('challenger')}"
+    rows, table = [], []
+    for name, m in result.get("metrics", {}).items():
+        rows.append({"label": f"{name} (all users)", **m, "judged": True})
+        table.append((name, "all", m))
+        for stratum, r in (result.get("by_popularity", {}).get(name) or {}).items():
+            judged = r.get("n_users", 0) >= min_users and r.get("lift") is not None
+            rows.append({"label": f"   {name}, {stratum}", **r, "judged": judged,
+                         "note": f"not judged (n = {r.get('n_users', 0)} < {min_users})"})
+            table.append((name, stratum, r))
+    body = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{html.escape(s)}</td><td class='num'>{r.get('n_users', '')}</td>"
+        f"<td class='num'>{_num(r.get('champion'))}</td><td class='num'>{_num(r.get('challenger'))}</td>"
+        f"<td class='num'>{_signed(r.get('lift'))}</td>"
+        f"<td class='num'>[{_signed(r.get('ci_low'))}, {_signed(r.get('ci_high'))}]</td>"
+        f"<td class='num'>{_num(r.get('p_value'), 3)}</td>"
+        f"<td>{'' if s == 'all' or r.get('n_users', 0) >= min_users else 'not judged'}</td></tr>"
+        for n, s, r in table)
+    checks = "".join(f"<li style='color:{GREEN if c['passed'] else RED}'>{'PASS' if c['passed'] else 'FAIL'}: "
+                     f"{html.escape(c['check'])} (value {_num(c.get('value'))})</li>" for c in decision.get("checks", []))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>A/B: {html.escape(who)}</title>
+<style>{STYLE}</style></head><body>
+<h1>Offline A/B: {html.escape(who)}</h1>
+<h2 id="verdict" style="color:{GREEN if promote else RED}">{'PROMOTE' if promote else 'KEEP CHAMPION'}</h2>
+<p>{html.escape(decision.get('reason', ''))}</p><ul>{checks}</ul>
+<h2>Lifts</h2>{forest_plot(rows)}
+<table><tr><th>metric</th><th>stratum</th><th>users</th><th>champion</th><th>challenger</th><th>lift</th>
+<th>95% CI</th><th>p</th><th></th></tr>{body}</table>
+<p>Rule: primary {html.escape(str(rule.get('primary', '')))}, min lift {rule.get('min_lift', '')}, significance
+{'required' if rule.get('require_significance') else 'not required'} (alpha {rule.get('alpha', '')}), largest
+allowed stratum drop {rule.get('max_stratum_drop', '')}, strata judged from {min_users} users.</p>
+</body></html>"""
+
+
+def _bar(value: float, threshold: float | None, lower_is_better: bool = False, width: int = 220) -> str:
+    """A gauge: the value as a bar on [0, 1], the threshold as a line."""
+    ok = threshold is None or (value <= threshold if lower_is_better else value >= threshold)
+    v = max(0.0, min(1.0, value))
+    line = "" if threshold is None else (f"<line x1='{threshold * width:.1f}' x2='{threshold * width:.1f}' y1='0' "
+                                         "y2='16' stroke='#000' stroke-width='2'/>")
+    return (f"<svg width='{width}' height='16' xmlns='http://www.w3.org/2000/svg'><rect width='{width}' height='16' "
+            f"fill='#eee'/><rect width='{v * width:.1f}' height='16' fill='{GREEN if ok else RED}'/>{line}</svg>")
+
+
+def sid_quality_html(quality: dict, thresholds: dict, problems: list[str], title: str) -> str:
+    """SID quality against the health gate: per level utilisation and normalised entropy as gauges with the
+    gate's thresholds, collision rates before/after resolution, and the verdict."""
+    healthy = not problems
+    levels = "".join(
+        f"<tr><td>{lvl}</td><td>{quality['codebook_sizes'][lvl]}</td>"
+        f"<td>{_bar(u, thresholds.get('min_utilization'))} {u:.1%}</td>"
+        f"<td>{_bar(h, thresholds.get('min_normalized_entropy'))} {h:.3f}</td>"
+        f"<td class='num'>{_num(quality['perplexity'][lvl])}</td><td class='num'>{quality['dead_codes'][lvl]}</td></tr>"
+        for lvl, (u, h) in enumerate(zip(quality["utilization"], quality["normalized_entropy"])))
+    gate = lambda k: "off" if thresholds.get(k) is None else str(thresholds[k])  # noqa: E731
+    why = "".join(f"<li>{html.escape(p)}</li>" for p in problems) or "<li>every check passed</li>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>SID quality: {html.escape(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>SID quality: {html.escape(title)}</h1>
+<h2 id="verdict" style="color:{GREEN if healthy else RED}">{'HEALTHY' if healthy else 'UNHEALTHY'}</h2><ul>{why}</ul>
+<table><tr><th>items</th><td>{quality['n_items']}</td></tr>
+<tr><th>collision rate before resolution</th><td>{quality['collision_rate']:.2%} (gate: {gate('max_collision_rate')})</td></tr>
+<tr><th>collision rate after resolution</th><td>{quality['collision_rate_final']:.2%} (gate: {gate('max_collision_rate_final')})</td></tr>
+<tr><th>SID length (after resolution)</th><td>{quality['sid_length_final']}</td></tr>
+<tr><th>reconstruction loss</th><td>{_num(quality.get('recon_loss'))}</td></tr></table>
+<h2>Per level (bars: value; black line: the gate's threshold)</h2>
+<table><tr><th>level</th><th>codes</th><th>utilisation (gate {gate('min_utilization')})</th>
+<th>normalised entropy (gate {gate('min_normalized_entropy')})</th><th>perplexity</th><th>dead codes</th></tr>{levels}</table>
+</body></html>"""

@@ -1,0 +1,71 @@
+"""The analysts' pages: one folder per report, an overview of every kind, readable A/B and SID-quality pages."""
+
+import json
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+
+from sidkit.evaluation.ab import DecisionRule, compare
+from sidkit.evaluation.downstream import PerUser
+from sidkit.evaluation.sid_quality import HealthThresholds, health_violations, sid_quality
+from sidkit.monitoring.pages import ab_html, sid_quality_html
+from sidkit.monitoring.reports import publish_page, run_reports, write_overview
+
+
+def _comparison(n_small: int = 2) -> dict:
+    rng = np.random.default_rng(0)
+    strata = np.array(["head"] * 300 + ["torso"] * 200 + ["tail"] * n_small)
+    n = len(strata)
+    champion = PerUser(strata, auc=rng.uniform(0.5, 0.8, n), weight=np.full(n, 10.0))
+    challenger = PerUser(strata, auc=champion.auc + 0.01 + rng.normal(0, 0.02, n), weight=np.full(n, 10.0))
+    result = compare({"ranking": champion}, {"ranking": challenger}, DecisionRule(n_bootstrap=200))
+    return {**result, "champion": "3", "challenger": "4"}
+
+
+def test_ab_page_has_a_labelled_forest_plot_and_does_not_judge_tiny_strata():
+    page = ab_html(_comparison())
+    assert 'id="verdict"' in page and ("PROMOTE" in page or "KEEP CHAMPION" in page)
+    assert "<svg" in page and "lift (challenger - champion)" in page          # an axis title
+    ticks = re.findall(r"text-anchor='middle'>([+-][0-9.e-]+)</text>", page)
+    assert len(ticks) >= 3                                                   # tick labels on the axis
+    assert "gauc, tail" in page and "not judged (n = 2 &lt; 30)" in page     # 2 users: shown, not judged
+    assert "gauc, head" in page and "gauc, torso" in page
+    assert not re.search(r"\d\.\d{8,}", page)                                # no 17-digit numbers
+    assert "champion 3 vs challenger 4" in page
+
+
+def test_sid_quality_page_shows_each_level_against_the_gate():
+    codes = np.stack([np.arange(200) % 16, np.zeros(200, int)], 1)          # level 1 collapsed onto one code
+    q = sid_quality(codes, None, [16, 16])
+    gate = HealthThresholds()
+    problems = health_violations(q, gate)
+    page = sid_quality_html(q.to_dict(), vars(gate), problems, "shop v2")
+    assert "UNHEALTHY" in page and "level 1" in page and problems
+    assert page.count("<svg") == 4 and "stroke='#000'" in page                # 2 levels x 2 gauges, threshold lines
+    healthy = sid_quality(np.stack([np.arange(200) % 16, np.arange(200) // 16], 1), None, [16, 16])
+    assert "HEALTHY" in sid_quality_html(healthy.to_dict(), vars(gate), [], "shop v3")
+
+
+def test_every_report_kind_is_listed_in_one_overview_and_found_by_run(tmp_path):
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ab = publish_page("ab", "shop-v3-vs-v4", ab_html(_comparison()),
+                      {"model": "shop", "versions": {"champion": "3", "challenger": "4"}, "verdict": "keep champion",
+                       "ok": False, "run_name": "run-a"}, root=tmp_path, created=t0)
+    publish_page("sid_quality", "shop v4", "<html>q</html>", {"model": "shop", "versions": {"version": "4"},
+                                                               "verdict": "healthy", "ok": True, "run_name": "run-a"},
+                 root=tmp_path, created=t0)
+    (tmp_path / "drift" / "x").mkdir(parents=True)
+    (tmp_path / "drift" / "x" / "summary.json").write_text(json.dumps(
+        {"name": "shop drift", "created": "2026-01-02T00:00:00+00:00", "drift_detected": True, "reference": "shop v3",
+         "current": "shop v4", "run_name": "run-b"}))
+    (tmp_path / "validation" / "run-a").mkdir(parents=True)
+    (tmp_path / "validation" / "run-a" / "report.json").write_text(json.dumps({"passed": True, "rejected_rows": 2}))
+    index = write_overview(tmp_path).read_text()
+    for text in ("offline A/B", "SID quality", "SID drift", "data validation", "champion: 3, challenger: 4",
+                 "reference: shop v3, current: shop v4", "DRIFT", "passed, 2 row(s) rejected"):
+        assert text in index, text
+    assert index.index("SID drift") < index.index("offline A/B")               # newest first
+    found = run_reports("run-a", tmp_path)
+    assert str(ab.resolve()) in found and len(found) == 3                      # A/B, SID quality, validation
+    assert all(p.endswith(".html") for p in found)
