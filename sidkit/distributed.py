@@ -61,11 +61,13 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def init_from_env(backend: str | None = None) -> None:
-    """Initialise from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)."""
+def init_from_env(backend: str | None = None, device: str = "cpu") -> None:
+    """Initialise from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+    The backend follows where the tensors are (``device``), not whether a GPU is visible: sidkit's
+    trainers keep their tensors on the CPU, where NCCL cannot reduce them (gloo)."""
     if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
-    dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    dist.init_process_group(backend or ("nccl" if device.startswith("cuda") else "gloo"))
 
 
 def _free_port() -> int:

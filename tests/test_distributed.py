@@ -62,3 +62,19 @@ def test_tokenizer_ddp_matches_one_process():
 def test_shard_without_a_process_group_is_the_whole_batch():
     idx = torch.arange(10)
     assert torch.equal(distributed.shard(idx), idx) and distributed.world_size() == 1
+
+
+def test_torchrun_initialisation_uses_gloo_for_cpu_tensors_even_with_a_gpu_in_sight(monkeypatch):
+    import torch
+    import torch.distributed as dist
+
+    from sidkit import distributed
+
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: chosen.append(backend))
+    distributed.init_from_env()
+    distributed.init_from_env(device="cuda:0")
+    assert chosen == ["gloo", "nccl"]
