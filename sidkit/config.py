@@ -276,6 +276,17 @@ def resolve_config(path: str | Path, sets: tuple[str, ...] | list[str] = ()) -> 
     return cfg, lines
 
 
+def _check_tokenizer_keys(c: _Checker, value: dict) -> None:
+    """A key the chosen method does not read would be silently ignored: refuse it."""
+    from sidkit.tokenizers.base import COMMON_KEYS, registry, unread_keys
+
+    unread = unread_keys(value)
+    if unread:
+        method = value.get("method", "rqvae")
+        reads = sorted(COMMON_KEYS | registry()[method].READS)
+        raise c.error(("parameters", "tokenizer", unread[0]), f"method {method!r} does not read this key; it reads {reads}")
+
+
 def check_config_file(path: str | Path, allowed_parameters: set[str] | None = None,
                       required_parameters: set[str] = frozenset(), sets: tuple[str, ...] | list[str] = ()) -> dict:
     """The resolved config (``extends`` and ``sets`` applied), checked whole; :class:`ConfigFileError`
@@ -300,6 +311,8 @@ def check_config_file(path: str | Path, allowed_parameters: set[str] | None = No
             _check_dataset(c, value)
         elif key in models:
             c.model(("parameters", key), models[key], value)
+            if key == "tokenizer":
+                _check_tokenizer_keys(c, value)
         elif key == "max_history" and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
             raise c.error(("parameters", key), f"must be a whole number >= 2, got {value!r}")
     return cfg

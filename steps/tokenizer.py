@@ -6,16 +6,21 @@ from typing import Annotated, Tuple
 
 from zenml import get_step_context, step
 
-from sidkit.evaluation.sid_quality import HealthThresholds, SIDQuality, check_health
+from sidkit.evaluation.sid_quality import HealthThresholds, SIDQuality, check_health, health_violations
 from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
 from sidkit.sids.table import SIDTable
+from sidkit.errors import ConfigError
 from sidkit.tokenizers import Tokenizer, TokenizerConfig
+from sidkit.tokenizers.base import unread_keys
 from sidkit.tokenizers.finetune import SoftIndexingConfig, finetune_soft_indexing
 from sidkit.sids.stable import extend_sid_table
+from sidkit.monitoring.pages import sid_quality_html
+from sidkit.monitoring.reports import publish_page
 from sidkit.tokenizers.fit import assign_sids, fit_tokenizer, measure_quality
 from sidkit.tracking import flatten, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
+from steps.context import model_name_and_version
 
 
 @step
@@ -26,6 +31,9 @@ def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict)
 ]:
     """Train the configured tokenizer; params, per-epoch losses and codebook health go to MLflow."""
     cfg = TokenizerConfig.model_validate(tokenizer)
+    unread = unread_keys(tokenizer)
+    if unread:   # run.py refuses these before anything runs; this covers `zenml pipeline run`
+        raise ConfigError(f"tokenizer.{unread[0]}: method {cfg.method!r} does not read this key")
     if not tracking.get("enabled", True):
         tok, history = fit_tokenizer(embeddings, cfg)
         return tok, history, ""
@@ -86,8 +94,17 @@ def assign_semantic_ids(tokenizer: Tokenizer, embeddings: ItemEmbeddings, collis
 
 @step(enable_cache=False)
 def sid_health_gate(quality: SIDQuality, thresholds: dict) -> Annotated[bool, "sid_health_passed"]:
-    """Fail the run on codebook collapse or unresolved collisions (thresholds from config)."""
-    check_health(quality, HealthThresholds(**thresholds))
+    """Fail the run on codebook collapse or unresolved collisions (thresholds from config); either way the
+    SID-quality page (gauges against these thresholds) goes to the reports folder first."""
+    gate = HealthThresholds(**thresholds)
+    ctx = get_step_context()
+    model, version = model_name_and_version()
+    problems = health_violations(quality, gate)
+    title = f"{model} v{version}" if model and version else ctx.pipeline_run.name
+    publish_page("sid_quality", title, sid_quality_html(quality.to_dict(), vars(gate), problems, title),
+                 {"model": model, "versions": {"version": version}, "verdict": "healthy" if not problems else "UNHEALTHY",
+                  "ok": not problems, "run_name": ctx.pipeline_run.name})
+    check_health(quality, gate)
     return True
 
 

@@ -185,3 +185,14 @@ def test_set_overrides_one_key_and_errors_name_it(tmp_path):
     assert err.value.file == "--set tokenizer.epochs=0" and err.value.key == "parameters.tokenizer.epochs"
     with pytest.raises(ConfigFileError, match="key=value"):
         resolve_config(path, ["tokenizer.epochs"])
+
+
+def test_a_tokenizer_key_the_method_does_not_read_is_refused_where_it_is_written(tmp_path):
+    text = BASE.replace("  tokenizer:\n", "  tokenizer:\n    router_top_k: 2\n", 1)
+    with pytest.raises(ConfigFileError, match="does not read this key") as err:
+        check_config_file(_write(tmp_path, text), _pipeline_parameters("train"))
+    assert err.value.key == "parameters.tokenizer.router_top_k" and err.value.line == _line_of(text, "router_top_k")
+    from sidkit.tokenizers.base import unread_keys
+
+    assert unread_keys({"method": "adasid", "router_top_k": 2, "levels": 2}) == []
+    assert unread_keys({"method": "rqkmeans", "epochs": 5, "lr": 0.1}) == ["epochs", "lr"]

@@ -32,6 +32,8 @@ from sidkit.tokenizers.multi_expert import ExpertSpec, MultiExpertTokenizer, Sha
 @register
 class ADASIDTokenizer(MultiExpertTokenizer):
     method = "adasid"
+    READS = MultiExpertTokenizer.READS | {"n_shared_experts", "n_specific_experts", "temperature", "richness_aware",
+                                          "richness_slope", "richness_center", "router", "router_top_k"}
     DEFAULT_WEIGHTS = {"align": 0.1, "sparse": 1e-3, "orthogonal": 0.1}
     BEHAVIOUR = "behaviour"
 

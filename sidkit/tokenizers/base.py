@@ -81,10 +81,16 @@ class Encoded(NamedTuple):
     distances: np.ndarray  # (n_items, n_levels, K) float32 squared distances per level
 
 
+COMMON_KEYS = frozenset({"method", "input_views", "levels", "codebook_size", "seed"})
+
+
 class Tokenizer(nn.Module):
-    """Base class. Subclasses set ``method`` and implement ``fit``, ``_encode`` and ``reconstruct``."""
+    """Base class. Subclasses set ``method`` and implement ``fit``, ``_encode`` and ``reconstruct``.
+    ``READS``: the TokenizerConfig keys the method reads besides COMMON_KEYS (a config setting any
+    other key is refused: it would be silently ignored)."""
 
     method: ClassVar[str]
+    READS: ClassVar[frozenset[str]] = frozenset()
     stage: str = "stage1"  # "stage2-soft-indexing" after behaviour-aware fine-tuning
 
     def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):
@@ -163,16 +169,23 @@ def register(cls: type[Tokenizer]) -> type[Tokenizer]:
     return cls
 
 
-def _registry() -> dict[str, type[Tokenizer]]:
+def registry() -> dict[str, type[Tokenizer]]:
     # import the built-in tokenizers so they register themselves
     from sidkit.tokenizers import adasid, macrec, mmq, rqkmeans, rqvae  # noqa: F401
 
     return _REGISTRY
 
 
+def unread_keys(config: dict) -> list[str]:
+    """Keys a tokenizer config sets that its method does not read (``[]`` for an unknown method:
+    that error is build_tokenizer's)."""
+    cls = registry().get(config.get("method", TokenizerConfig.model_fields["method"].default))
+    return [] if cls is None else sorted(set(config) - COMMON_KEYS - cls.READS)
+
+
 def build_tokenizer(config: TokenizerConfig | dict, input_dim: int, view_dims: dict[str, int] | None = None) -> Tokenizer:
     cfg = config if isinstance(config, TokenizerConfig) else TokenizerConfig.model_validate(config)
-    reg = _registry()
+    reg = registry()
     if cfg.method not in reg:
         raise ConfigError(f"tokenizer.method must be one of {sorted(reg)}, got {cfg.method!r}")
     with torch.random.fork_rng():

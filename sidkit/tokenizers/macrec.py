@@ -29,6 +29,7 @@ from sidkit.tokenizers.multi_expert import ExpertSpec, MultiExpertTokenizer, inf
 @register
 class MACRecTokenizer(MultiExpertTokenizer):
     method = "macrec"
+    READS = MultiExpertTokenizer.READS | {"temperature", "contrast_start_level", "pseudo_label_clusters"}
     DEFAULT_WEIGHTS = {"contrast": 0.1, "align": 0.001}
 
     def __init__(self, config, input_dim, view_dims=None):

@@ -21,6 +21,7 @@ from sidkit.tokenizers.multi_expert import ExpertSpec, MultiExpertTokenizer
 @register
 class MMQTokenizer(MultiExpertTokenizer):
     method = "mmq"
+    READS = MultiExpertTokenizer.READS | {"n_shared_experts", "n_specific_experts"}
     DEFAULT_WEIGHTS = {"orthogonal": 0.1}
 
     def expert_specs(self):

@@ -72,6 +72,7 @@ class SharedBehaviourContentExpert(Expert):
 
 
 class MultiExpertTokenizer(GradientTokenizer):
+    READS = GradientTokenizer.READS | {"latent_dim", "hidden_dims", "dropout", "beta", "gradient", "loss_weights"}
     DEFAULT_WEIGHTS: ClassVar[dict[str, float]] = {}
 
     def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):

@@ -23,6 +23,7 @@ from sidkit.tokenizers.base import Tokenizer, TokenizerConfig, register
 @register
 class RQKMeansTokenizer(Tokenizer):
     method = "rqkmeans"
+    READS = frozenset({"kmeans_iters", "kmeans_balanced"})
 
     def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):
         super().__init__(config, input_dim, view_dims)

@@ -40,6 +40,7 @@ def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
 @register
 class RQVAETokenizer(GradientTokenizer):
     method = "rqvae"
+    READS = GradientTokenizer.READS | {"latent_dim", "hidden_dims", "dropout", "beta", "gradient", "sinkhorn_eps_last_level"}
 
     def __init__(self, config: TokenizerConfig, input_dim: int, view_dims: dict[str, int] | None = None):
         super().__init__(config, input_dim, view_dims)

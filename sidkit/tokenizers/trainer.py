@@ -24,6 +24,9 @@ from sidkit.utils import log, progress, torch_generator
 
 
 class GradientTokenizer(Tokenizer):
+    READS = frozenset({"epochs", "batch_size", "lr", "weight_decay", "eval_every", "select_by", "bf16", "kmeans_init",
+                       "kmeans_iters", "dead_code_reset"})
+
     def quantisers(self) -> list[ResidualQuantiser]:
         raise NotImplementedError
 
