@@ -69,3 +69,17 @@ def test_every_report_kind_is_listed_in_one_overview_and_found_by_run(tmp_path):
     found = run_reports("run-a", tmp_path)
     assert str(ab.resolve()) in found and len(found) == 3                      # A/B, SID quality, validation
     assert all(p.endswith(".html") for p in found)
+
+
+def test_drift_page_says_which_verdict_counts_and_shows_each_level_against_its_threshold():
+    from sidkit.monitoring.pages import drift_html
+
+    summary = {"mode": "tokenizers", "reference": "shop v2 (champion)", "current": "shop v3 (this run)",
+               "drift_detected": True, "reasons": ["SID churn 12.5% > 5.0%"], "sid_churn": 0.125, "kept_sids": 175,
+               "n_common_items": 200, "thresholds": {"max_sid_churn": 0.05, "level_distance": 0.1},
+               "per_level": {"sid_0": {"churn": 0.125, "distance": 0.1234567891, "drifted": True}}}
+    page = drift_html(summary, ["sid_levels"])
+    assert "SID drift: DRIFT" in page and "the one that counts" in page
+    assert "shop v2 (champion)" in page and "12.50% (threshold 5%)" in page
+    assert "JS distance (threshold 0.1)" in page and "0.123<" in page and "12.5%<" in page
+    assert "href='sid_levels.html'" in page

@@ -87,7 +87,9 @@ class DriftResult:
     evidently_json: dict[str, dict] = field(default_factory=dict)  # section -> full Evidently JSON
 
     def to_html(self) -> str:
-        return summary_html(self.summary, list(self.evidently_html))
+        from sidkit.monitoring.pages import drift_html
+
+        return drift_html(self.summary, list(self.evidently_html))
 
 
 # ------------------------------------------------------------------ statistics
@@ -334,39 +336,6 @@ def compare_snapshots(reference: SIDState, current: SIDState, thresholds: DriftT
 
 def _thresholds(t) -> DriftThresholds:
     return t if isinstance(t, DriftThresholds) else DriftThresholds.model_validate(t or {})
-
-
-# ------------------------------------------------------------------ the analyst's page
-
-def summary_html(summary: dict, sections: list[str], links: dict[str, str] | None = None) -> str:
-    """A small standalone page: the verdict, reasons, churn and per-level table, links to sections."""
-    import html
-
-    verdict = "DRIFT" if summary.get("drift_detected") else "no drift"
-    colour = "#b00020" if summary.get("drift_detected") else "#1b5e20"
-    rows = "".join(
-        f"<tr><td>{html.escape(level)}</td>" + "".join(
-            f"<td>{v.get(k, ''):.3f}</td>" if isinstance(v.get(k), float) else f"<td>{html.escape(str(v.get(k, '')))}</td>"
-            for k in ("churn", "distance", "new_vs_existing_distance", "demand_distance", "drifted")) + "</tr>"
-        for level, v in summary.get("per_level", {}).items())
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in summary.get("reasons", [])) or "<li>none</li>"
-    section_links = "".join(
-        f"<li><a href='{html.escape((links or {}).get(s, s + '.html'))}'>{html.escape(s.replace('_', ' '))}</a></li>"
-        for s in sections)
-    facts = {k: summary.get(k) for k in ("mode", "reference", "current", "sid_churn", "kept_sids", "n_common_items",
-                                         "new_items", "new_item_share", "created") if k in summary}
-    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td></tr>"
-                        for k, v in facts.items())
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>SID drift: {verdict}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}td,th{{padding:2px 8px;text-align:left}}
-table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
-<h1 style="color:{colour}">SID drift: {verdict}</h1>
-<table>{fact_rows}</table>
-<h2>Why</h2><ul>{reasons}</ul>
-<h2>Per SID level</h2>
-<table><tr><th>level</th><th>churn</th><th>JS distance</th><th>new vs existing</th><th>demand shift</th><th>drifted</th></tr>{rows}</table>
-<h2>Evidently reports</h2><ul>{section_links or '<li>none (nothing to compare)</li>'}</ul>
-</body></html>"""
 
 
 def state_of(table, embeddings=None, views: list[str] | None = None, interactions=None, label: str = "") -> SIDState:

@@ -1,6 +1,5 @@
-"""Self-contained HTML pages for analysts (inline SVG, no scripts, no network): the offline A/B and SID quality.
-
-The drift pages are in sidkit.monitoring.drift (summary) and Evidently; validation in sidkit.data.validation.
+"""Self-contained HTML pages for analysts (inline SVG, no scripts, no network): drift summary, offline A/B,
+SID quality. Evidently renders its own drift pages; validation reports are sidkit.data.validation's.
 Numbers are rounded for reading (4 significant digits, p-values 3); the JSON beside each page has them whole.
 """
 
@@ -142,4 +141,51 @@ def sid_quality_html(quality: dict, thresholds: dict, problems: list[str], title
 <h2>Per level (bars: value; black line: the gate's threshold)</h2>
 <table><tr><th>level</th><th>codes</th><th>utilisation (gate {gate('min_utilization')})</th>
 <th>normalised entropy (gate {gate('min_normalized_entropy')})</th><th>perplexity</th><th>dead codes</th></tr>{levels}</table>
+</body></html>"""
+
+
+def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None = None) -> str:
+    """The drift summary page: the verdict (ours: the drift gate reads it), reasons, facts, per SID level
+    churn and distances next to the threshold each is judged by, links to Evidently's pages."""
+    drifted = bool(summary.get("drift_detected"))
+    t = summary.get("thresholds") or {}
+    cols = [("churn", "churn", None), ("distance", "JS distance", t.get("level_distance")),
+            ("new_vs_existing_distance", "new vs existing", t.get("new_vs_existing_distance")),
+            ("demand_distance", "demand shift", t.get("popularity_distance"))]
+    present = [c for c in cols if any(c[0] in v for v in summary.get("per_level", {}).values())]
+
+    def cell(key: str, value) -> str:
+        if value is None or value == "":
+            return "<td></td>"
+        if key == "churn":
+            return f"<td class='num'>{value:.1%}</td>"
+        return f"<td class='num'>{value:.3f}</td>" if isinstance(value, float) else f"<td>{html.escape(str(value))}</td>"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(level)}</td>" + "".join(cell(k, v.get(k, "")) for k, _, _ in present)
+        + f"<td style='color:{RED if v.get('drifted') else GREEN}'>{'yes' if v.get('drifted') else 'no'}</td></tr>"
+        for level, v in summary.get("per_level", {}).items())
+    head = "".join(f"<th>{html.escape(name)}{'' if thr is None else f' (threshold {thr})'}</th>" for _, name, thr in present)
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in summary.get("reasons", [])) or "<li>none</li>"
+    links = links or {}
+    section_links = "".join(f"<li><a href='{html.escape(links.get(s, s + '.html'))}'>{html.escape(s.replace('_', ' '))}</a></li>"
+                            for s in sections)
+    facts = [("mode", summary.get("mode")), ("reference", summary.get("reference")), ("current", summary.get("current")),
+             ("SID churn", None if summary.get("sid_churn") is None else f"{summary['sid_churn']:.2%}"
+              + (f" (threshold {t['max_sid_churn']:.0%})" if "max_sid_churn" in t else "")),
+             ("SIDs kept", summary.get("kept_sids")), ("items in both", summary.get("n_common_items")),
+             ("new items", summary.get("new_items")), ("created", summary.get("created"))]
+    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v is not None)
+    verdict = "DRIFT" if drifted else "no drift"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>SID drift: {verdict}</title>
+<style>{STYLE}</style></head><body>
+<h1 id="verdict" style="color:{RED if drifted else GREEN}">SID drift: {verdict}</h1>
+<p><b>This verdict is the one that counts</b>: the drift gate reads it. Evidently's pages below apply their own
+per-column tests and may say "Dataset Drift is detected" where these thresholds do not (and the reverse).</p>
+<table>{fact_rows}</table>
+<h2>Why</h2><ul>{reasons}</ul>
+<h2>Per SID level</h2>
+<p>Levels are code positions; the last one may be the disambiguation token that collision resolution appends.</p>
+<table><tr><th>level</th>{head}<th>drifted</th></tr>{rows}</table>
+<h2>Evidently reports</h2><ul>{section_links or '<li>none (nothing to compare)</li>'}</ul>
 </body></html>"""

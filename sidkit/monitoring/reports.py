@@ -20,7 +20,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sidkit.monitoring.drift import DriftResult, summary_html
+from sidkit.monitoring.drift import DriftResult
+from sidkit.monitoring.pages import drift_html
 from sidkit.settings import state_dir
 
 
@@ -135,7 +136,7 @@ def publish_report(result: DriftResult, name: str, reports_dir: str | Path | Non
     page = folder / "index.html"
     summary["report_html"] = str(page.resolve())
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    page.write_text(summary_html(summary, list(result.evidently_html)), encoding="utf-8")
+    page.write_text(drift_html(summary, list(result.evidently_html)), encoding="utf-8")
     write_index(root)
     if root.resolve() == default_reports_dir().resolve():
         write_overview()
