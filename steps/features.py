@@ -8,7 +8,8 @@ from zenml import step
 
 from sidkit.data.schema import Catalogue
 from sidkit.data.splits import Splits
-from sidkit.data.validation import CheckResult, ValidationReport, check_alignment, validate_embeddings
+from sidkit.data.validation import CheckResult, ValidationReport
+from sidkit.features.checks import check_alignment, validate_embeddings
 from sidkit.features import ItemEmbeddings, embed_catalogue
 from steps.artifacts import Artifacts
 

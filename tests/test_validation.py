@@ -6,7 +6,8 @@ import pytest
 
 from sidkit.data.loaders import load_movielens_grouplens
 from sidkit.data.schema import Catalogue
-from sidkit.data.validation import check_alignment, raise_for_report, validate_catalogue, validate_embeddings
+from sidkit.data.validation import raise_for_report, validate_catalogue
+from sidkit.features.checks import check_alignment, validate_embeddings
 from sidkit.errors import DataValidationError
 
 GENRES = "|".join(["0"] * 19)
