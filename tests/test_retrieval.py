@@ -1,4 +1,5 @@
-"""Generative retrieval: metrics by hand, the trie, beam search on a toy model, a planted-signal run."""
+"""Generative retrieval: the trie, beam search on a toy model, the generators, a planted-signal run.
+(Metrics, intervals and the protocol hash: test_retrieval_metrics.py.)"""
 
 import numpy as np
 import pytest
@@ -7,7 +8,6 @@ import torch.nn.functional as F
 
 from sidkit.retrieval.generator import (
     BOS,
-    PAD,
     GeneratorConfig,
     SIDVocabulary,
     beam_search,
@@ -15,58 +15,9 @@ from sidkit.retrieval.generator import (
     train_generator,
     training_windows,
 )
-from sidkit.retrieval.metrics import (
-    bootstrap_interval, ndcg_at_k, per_user_gains, popularity_strata, recall_at_k, retrieval_metrics, target_ranks,
-)
+from sidkit.retrieval.metrics import recall_at_k, target_ranks
 from sidkit.retrieval.trie import SIDTrie
 from tests.conftest import planted_walks
-
-
-def test_metrics_against_hand_computed_values():
-    ranks = np.array([1, 3, 0, 11])
-    assert recall_at_k(ranks, 1) == pytest.approx(0.25)
-    assert recall_at_k(ranks, 5) == pytest.approx(0.5)
-    assert recall_at_k(ranks, 10) == pytest.approx(0.5)
-    assert ndcg_at_k(ranks, 5) == pytest.approx((1 + 1 / np.log2(4)) / 4)
-    assert ndcg_at_k(ranks, 1) == pytest.approx(0.25)
-    m = retrieval_metrics(ranks)
-    assert m["n_users"] == 4 and set(m) == {"recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10", "n_users"}
-    assert target_ranks([["a", "b"], ["c"], []], ["b", "x", "y"]).tolist() == [2, 0, 0]
-
-
-def test_bootstrap_intervals_cover_the_metric_and_shrink_with_more_users():
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 30, 400)            # ranks, 0 = missed
-    large = rng.integers(0, 30, 40_000)
-    m = retrieval_metrics(small, intervals=(10,))
-    for key in ("recall@10", "ndcg@10"):
-        low, high = m[f"{key}_ci"]
-        assert low < m[key] < high
-    width = lambda r: np.subtract(*retrieval_metrics(r, intervals=(10,))["recall@10_ci"][::-1])  # noqa: E731
-    assert width(large) < width(small) / 5     # ~1/sqrt(100) of the width
-    # the percentile interval of a 0/1 mean is near the normal one: p +- 1.96 sqrt(p (1 - p) / n)
-    p = recall_at_k(large, 10)
-    low, high = bootstrap_interval(per_user_gains(large, 10, "recall"))
-    half = 1.96 * np.sqrt(p * (1 - p) / len(large))
-    assert abs((high - low) / 2 - half) < 0.15 * half
-    assert bootstrap_interval(per_user_gains(small, 10, "ndcg")) == m["ndcg@10_ci"]   # seeded: repeatable
-
-
-def test_eval_config_hash_names_the_resolved_protocol():
-    from sidkit.evaluation.downstream import eval_config_sha256
-
-    base = eval_config_sha256({"beam_size": 20}, {})
-    assert base == eval_config_sha256({"beam_size": 20, "seed": 0}, {"seed": 0})     # defaults resolved
-    assert base != eval_config_sha256({"beam_size": 30}, {})
-    assert base != eval_config_sha256({"beam_size": 20}, {"epochs": 4})
-    with pytest.raises(ValueError):
-        eval_config_sha256({"beam_sise": 20}, {})                                      # typo: not a protocol
-
-
-def test_popularity_strata_cut_points():
-    counts = {f"i{k}": 10 - k for k in range(10)}
-    s = popularity_strata(counts, head_share=0.2, tail_share=0.5)
-    assert [s[f"i{k}"] for k in range(10)] == ["head"] * 2 + ["torso"] * 3 + ["tail"] * 5
 
 
 def test_trie_allows_only_real_continuations_and_rejects_duplicates():
@@ -241,33 +192,6 @@ def test_item_level_cached_decoding_survives_beam_reordering(cross_attention):
         torch.testing.assert_close(logits[row], full[-1], atol=1e-5, rtol=1e-5)
 
 
-def _two_view_walks(seed: int = 0):
-    """Items with a 2-view SID (view 0: positions 0-1, view 1: positions 2-3); a planted successor map."""
-    rng = np.random.default_rng(seed)
-    n_items = 48
-    sids = np.stack([np.arange(n_items) // 8, np.arange(n_items) % 8,
-                     rng.permutation(n_items) // 8, rng.permutation(n_items) % 8], 1)
-    successor = rng.permutation(n_items)
-    users = []
-    for _ in range(300):
-        s = [int(rng.integers(n_items))]
-        for _ in range(int(rng.integers(5, 10))):
-            s.append(int(successor[s[-1]]) if rng.random() < 0.9 else int(rng.integers(n_items)))
-        users.append(s)
-    return sids, users
-
-
-def test_view_index_maps_shared_view_sids_to_every_item():
-    from sidkit.retrieval.generator import ViewIndex
-
-    sids = np.array([[0, 1, 5], [0, 1, 6], [2, 0, 5]])
-    index = ViewIndex.build(sids, [0, 1])
-    assert sorted(map(sorted, index.items)) == [[0, 1], [2]]
-    assert index.items[index.trie.item((0, 1))] == [0, 1]
-    # a view SID is only excluded from the beam once every item behind it is in the history
-    assert index.fully_covered({0}) == set() and index.fully_covered({0, 1, 2}) == {(0, 1), (2, 0)}
-
-
 @pytest.mark.parametrize("views", [None, [[0], [1]]])
 def test_excluded_history_items_take_no_beam_slot(views):
     """exclude_history masks the history's items inside the beam search: with a beam as wide as the
@@ -321,87 +245,6 @@ def test_a_beam_as_wide_as_the_catalogue_ranks_every_sid_by_its_exact_log_probab
         assert got[u] == [tuple(int(c) for c in sids[i]) for i in order]
         torch.testing.assert_close(scores[u, :len(order)], exact[order], atol=1e-4, rtol=1e-4)
         assert torch.isinf(scores[u, len(order):]).all()
-
-
-def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum():
-    """One encoder pass per view feeds every task reading it and the alignment; the loss and its
-    gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
-    from sidkit.retrieval.generator import ItemHistoryGenerator, task_loss, view_tasks
-
-    torch.manual_seed(0)
-    sids, users = _two_view_walks()
-    vocab = SIDVocabulary.from_sids(sids)
-    cfg = GeneratorConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, max_history=6)
-    views = [[0, 1], [2, 3]]
-    model = ItemHistoryGenerator(vocab, 1 + 7 * 4, cfg, views)
-    rows = np.array([u[:7] for u in users if len(u) >= 7][:5])
-    tokens = torch.cat([torch.full((5, 1), BOS), torch.tensor(vocab.tokens(sids)[rows].reshape(5, -1))], 1)
-    tokens[0, 1:9] = PAD                                                   # a left-padded row: 5 items
-    tasks = view_tasks(cfg, 2)
-    assert len(tasks) == 6
-    calls = []
-    encode = model._encode_items
-    model._encode_items = lambda items, view: calls.append((tuple(items.shape), view)) or encode(items, view)
-    shared = model.multi_view_loss(tokens, tasks, implicit_alignment=0.5)
-    assert [c for c in calls if c[0][0] == 5] == [((5, 7, 4), 0), ((5, 7, 4), 1)]   # one history pass per view
-    shared.backward()
-    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    model.zero_grad(set_to_none=True)
-    plain = sum(task_loss(*model.task_logits(tokens, *t)) for t in tasks) + 0.5 * model.alignment_loss(tokens)
-    plain.backward()
-    assert torch.allclose(shared, plain, atol=1e-5)
-    for g, p in zip(grads, model.parameters()):
-        assert (g is None) == (p.grad is None) and (g is None or torch.allclose(g, p.grad, atol=1e-5))
-
-
-@pytest.mark.slow
-def test_multi_view_generator_learns_and_each_switch_runs():
-    """MACRec generator side on planted data: multi-aspect tasks + implicit alignment + dual-view
-    ensemble beat popularity; each part switched off still trains and ranks real items."""
-    sids, users = _two_view_walks()
-    n_items = len(sids)
-    train = [u[:-2] for u in users]
-    valid = ([u[:-2] for u in users[:60]], [u[-2] for u in users[:60]])
-    test_hist, test_tgt = [u[:-1] for u in users], [u[-1] for u in users]
-    views = [[0, 1], [2, 3]]
-    pop = np.bincount([i for s in train for i in s], minlength=n_items).argsort()[::-1][:10].tolist()
-    pop_r10 = recall_at_k(target_ranks([pop] * len(test_tgt), test_tgt), 10)
-    base = dict(d_model=32, n_layers=2, n_heads=2, d_ff=64, epochs=25, batch_size=32, lr=3e-3,
-                beam_size=10, max_history=8, dropout=0.0, patience=100, valid_every=5)
-    # the full model must learn (25 epochs); each switch only has to train and rank real items (3 epochs)
-    for extra in ({}, {"view_tasks": ["next"], "implicit_alignment": 0.0, "epochs": 3},
-                  {"ensemble_bonus": None, "epochs": 3}):
-        cfg = GeneratorConfig(**{**base, **extra})
-        model, vocab, _ = train_generator(train, sids, cfg, valid=valid, views=views)
-        items = generate_ranked(model, vocab, sids, test_hist, cfg, views)
-        assert all(0 <= i < n_items for r in items for i in r)
-        if not extra:
-            assert recall_at_k(target_ranks(items, test_tgt), 10) > 2 * pop_r10 + 0.1
-
-
-def test_dual_view_ensemble_rewards_items_both_views_find():
-    """Item 1 is second in each view but found by both: mean + bonus puts it first."""
-    from sidkit.retrieval.generator import ItemDecodeState, ItemHistoryGenerator
-
-    sids = np.array([[0, 0], [1, 1], [2, 2]])          # view 0: position 0, view 1: position 1
-    vocab = SIDVocabulary.from_sids(sids)              # tokens: pos0 -> 2..4, pos1 -> 5..7
-    cfg = GeneratorConfig(beam_size=3, ensemble_bonus=1.0)
-
-    class Fixed(ItemHistoryGenerator):
-        def start(self, tokens, task=(0, 0, "next")):
-            logits = torch.full((tokens.shape[0], vocab.size), -30.0)
-            best = {0: [2, 3, 4], 1: [7, 6, 5]}[task[0]]       # view 0 prefers item 0, view 1 item 2
-            for rank, tok in enumerate(best):
-                logits[:, tok] = -float(rank)
-            B = tokens.shape[0]
-            return logits, ItemDecodeState(torch.zeros(B, 1), torch.zeros(B, 0, dtype=torch.long), task)
-
-    model = Fixed(vocab, 1 + 3 * 2, GeneratorConfig(d_model=8, n_layers=1, n_heads=1, d_ff=8), [[0], [1]])
-    ranked = generate_ranked(model, vocab, sids, [[0, 1]], cfg, [[0], [1]])
-    assert ranked[0][0] == 1
-    no_bonus = generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}),
-                               [[0], [1]])
-    assert no_bonus[0] == [0, 1, 2]                     # view 0's beams only
 
 
 def test_weight_average_tracks_the_ema_and_swaps_the_live_weights_back():
