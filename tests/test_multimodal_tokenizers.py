@@ -145,7 +145,7 @@ def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_pa
     tok, _ = _fit(emb, "mmq")
     rq = tok.experts["shared0"].rq
     z = torch.randn(10, 8, requires_grad=True)
-    q = soft_quantise(rq, z, temperature=1.0)
+    q = soft_quantise(rq, z, temperature=0.1)
     hard = rq(z.detach()).quantised
     torch.testing.assert_close(q, hard, atol=1e-5, rtol=1e-5)  # forward = hard codes
     q.pow(2).sum().backward()
@@ -161,3 +161,29 @@ def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_pa
     assert (tok.encode(x).codes != before).any()  # re-indexed hard SIDs moved
     tok.save(tmp_path / "s2")
     assert load_tokenizer(tmp_path / "s2").stage == "stage2-soft-indexing"
+
+
+def test_soft_assignment_is_informative_on_the_default_scale_and_stage2_keeps_first_level_usage(views):
+    """Raw-scale tau = 1 spreads a residual over almost every code (the entropy stage 2 had on Beauty);
+    the default (tau 0.1 on distances over their mean) concentrates it on the nearest codes."""
+    from sidkit.evaluation.sid_quality import sid_quality
+    from sidkit.tokenizers.finetune import finetune_soft_indexing, soft_quantise
+
+    emb, _ = views
+    tok, _ = _fit(emb, "mmq")
+    x = emb.matrix(VIEWS["mmq"])
+    xv = tok.split(torch.as_tensor(x))
+    z = tok.latents(xv, tok.present(xv))["shared0"].detach()
+    raw, scaled = [], []
+    soft_quantise(tok.experts["shared0"].rq, z, 1.0, "absolute", raw)
+    soft_quantise(tok.experts["shared0"].rq, z, 0.1, "mean_distance", scaled)
+    log_k = np.log(tok.config.codebook_size)
+    assert raw[0] > 0.9 * log_k                      # near-uniform: no preference for the nearest codes
+    assert scaled[0] < 0.75 * log_k                  # informative
+    before = sid_quality(tok.encode(x).codes, None, [tok.config.codebook_size] * tok.encode(x).codes.shape[1])
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, emb.n_items, 6).tolist() for _ in range(100)]
+    hist = finetune_soft_indexing(tok, x, seqs, {"epochs": 2, "batch_size": 64, "lr": 1e-3, "content_weight": 100.0})
+    assert len(hist[0]["soft_entropy"]) == len(tok.specs) * tok.config.levels and hist[0]["soft_entropy_max"] == log_k
+    after = sid_quality(tok.encode(x).codes, None, before.codebook_sizes)
+    assert after.perplexity[0] >= 0.8 * before.perplexity[0]     # stage 2 keeps the first level's usage
