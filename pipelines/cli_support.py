@@ -1,6 +1,7 @@
 """Running a pipeline from the command line: config checks, overlays, summaries, one-line failures.
 
-The commands of run.py (pipelines.commands) call these; nothing here knows a particular pipeline. Exit codes: 1 = the pipeline failed, 2 = bad config or arguments (nothing ran).
+The commands of run.py (pipelines.commands) call these; nothing here knows a particular pipeline.
+Exit codes: 1 = the pipeline failed, 2 = bad config or arguments (nothing ran).
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def run_pipeline(pipeline, pipeline_name: str, config_path: str, summary_path: s
         click.echo(f"{pipeline_name} failed in step {summary.get('failed_step', '?')}: {summary['error']}", err=True)
         logging.getLogger("sidkit").debug("".join(traceback.format_exception(exc)))
         sys.exit(1)
+
+
+def finish(summary_path: str | None, summary: dict, run_name: str, line: str) -> None:
+    """Write the summary (with the report pages this run wrote, ``reports``), print its one line and the pages."""
+    from sidkit.monitoring.reports import reports_root, run_reports
+
+    summary["reports"] = run_reports(run_name)
+    write_summary(summary_path, summary)
+    click.echo(line)
+    for page in summary["reports"]:
+        click.echo(f"  report: {page}")
+    if summary["reports"]:
+        click.echo(f"  all reports: {reports_root().resolve() / 'index.html'}")
 
 
 def output(run, step: str, name: str):

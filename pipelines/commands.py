@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli_support import checked_params, fail, output, prepared_config, run_pipeline, write_summary
+from pipelines.cli_support import checked_params, fail, finish, output, prepared_config, run_pipeline, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,11 +22,11 @@ def train(config_path: str, summary_path: str | None, no_cache: bool, run_name: 
     checked_params(config_path, training_pipeline, summary_path)
     run = run_pipeline(training_pipeline, "training_pipeline", config_path, summary_path, no_cache, run_name)
     summary = output(run, "publish_tokenizer", "training_summary")
-    write_summary(summary_path, summary)
     q = summary["sid_quality"]
-    click.echo(f"run {summary['run_name']}: {summary['tokenizer']['method']} on {summary['dataset']['name']} -> "
-               f"model version {summary['model_version']}; collision rate {q['collision_rate']:.4f} -> "
-               f"{q['collision_rate_final']:.4f}; utilisation {[round(u, 3) for u in q['utilization']]}")
+    finish(summary_path, summary, run.name,
+           f"run {summary['run_name']}: {summary['tokenizer']['method']} on {summary['dataset']['name']} -> "
+           f"model version {summary['model_version']}; collision rate {q['collision_rate']:.4f} -> "
+           f"{q['collision_rate_final']:.4f}; utilisation {[round(u, 3) for u in q['utilization']]}")
 
 
 def evaluate(config_path: str, model_version: str | None, summary_path: str | None, no_cache: bool,
@@ -80,9 +80,8 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
                "sid_churn": s["sid_churn"], "per_level": s["per_level"], "report_html": s["report_html"],
                "reasons": s["reasons"], "reference": ref, "current": cur, "mode": s["mode"],
                "approved": output(run, "drift_gate", "drift_approved")}
-    write_summary(summary_path, summary)
-    click.echo(f"{model} v{ref} -> v{cur}: {'DRIFT' if s['drift_detected'] else 'no drift'} "
-               f"(churn {s['sid_churn']:.2%}); report {s['report_html']}")
+    finish(summary_path, summary, run.name, f"{model} v{ref} -> v{cur}: {'DRIFT' if s['drift_detected'] else 'no drift'} "
+                                            f"(churn {s['sid_churn']:.2%}); report {s['report_html']}")
     if fail_on_drift and s["drift_detected"]:
         sys.exit(3)
 
@@ -114,9 +113,8 @@ def compare(config_path: str, challenger_version: str | None, champion_version: 
                            for k, v in result.get("metrics", {}).items()},
                "decision": {k: promotion.get(k) for k in ("promoted", "would_promote", "dry_run", "forced", "reason")},
                "production": promotion.get("production")}
-    write_summary(summary_path, summary)
-    click.echo(f"{model}: champion {champ} vs challenger {chall}: {promotion['reason']}; "
-               f"in production: version {promotion.get('production')}")
+    finish(summary_path, summary, run.name, f"{model}: champion {champ} vs challenger {chall}: {promotion['reason']}; "
+                                            f"in production: version {promotion.get('production')}")
 
 
 def retrain(config_path: str, until: str | None, mode: str | None, summary_path: str | None, run_name: str | None) -> None:
@@ -165,11 +163,14 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
     comparison = output(run, "compare_with_champion", "ab_comparison").result
     summary["metrics"] = {k: {f: v.get(f) for f in ("champion", "challenger", "lift", "ci_low", "ci_high", "p_value")}
                           for k, v in comparison.get("metrics", {}).items()}
-    write_summary(summary_path, summary)
     summary["production"] = promotion.get("production")
-    click.echo(f"{model}: version {summary['model_version']} ({summary['mode']}) "
-               f"{'promoted' if summary['promoted'] else 'not promoted'}: {summary['reason']}; "
-               f"in production: version {summary['production']}")
+    drift_line = ("" if summary["drift_detected"] is None else
+                  f"; {'DRIFT' if summary['drift_detected'] else 'no drift'} (churn {summary['sid_churn']:.2%}, "
+                  f"report {summary['report_html']})")
+    finish(summary_path, summary, run.name,
+           f"{model}: version {summary['model_version']} ({summary['mode']}) "
+           f"{'promoted' if summary['promoted'] else 'not promoted'}: {summary['reason']}; "
+           f"in production: version {summary['production']}{drift_line}")
 
 
 SCHEDULABLE = {"retraining": "retrain", "drift_monitoring": "drift", "training_pipeline": "train"}

@@ -64,7 +64,8 @@ def retraining(
             artifact(champ, Artifacts.SID_TABLE), artifact(champ, Artifacts.ITEM_EMBEDDINGS),
             artifact(champ, Artifacts.SPLITS), sid_table, embeddings, splits,
             mode=drift.get("mode", "auto"), thresholds=drift.get("thresholds", {}),
-            name=f"{model_name}-retraining", reports_dir=drift.get("reports_dir"), after="publish_tokenizer")
+            name=f"{model_name}-retraining", reports_dir=drift.get("reports_dir"),
+            reference_label=f"{model_name} v{champion_version} (champion)", after="publish_tokenizer")
         approved = drift_gate(drift_summary, drift.get("approval", {}))
         champion_table = champion_sid_table(serving_tokenizer(champ), artifact(champ, Artifacts.SID_TABLE), embeddings)
     comparison = compare_with_champion(sid_table, splits, champion_table, champion_version, None,

@@ -20,6 +20,7 @@ from sidkit.monitoring.drift import (
 from sidkit.monitoring.reports import publish_report
 from sidkit.sids.table import SIDTable
 from steps.artifacts import Artifacts
+from steps.context import model_name_and_version
 
 APPROVAL_ENV = "SIDKIT_DRIFT_APPROVAL"
 log = logging.getLogger("sidkit")
@@ -37,16 +38,23 @@ def detect_sid_drift(
     thresholds: dict,
     name: str,
     reports_dir: str | None = None,
+    reference_label: str | None = None,
+    current_label: str | None = None,
 ) -> Tuple[Annotated[DriftResult, Artifacts.DRIFT_REPORT], Annotated[dict, Artifacts.DRIFT_SUMMARY]]:
     """Compare reference and current SIDs (mode ``tokenizers``: same catalogue, two tokenizer
     versions; ``snapshots``: two catalogue snapshots; ``auto``: tokenizers when both versions saw
     the same data -- same items, embeddings and interactions -- else snapshots). The report is an
-    artifact and a page in the reports folder."""
+    artifact and a page in the reports folder. The labels name the versions on the page (default:
+    the model version this run produces, for the current side)."""
     t = DriftThresholds.model_validate(thresholds)
+    ctx = get_step_context()
+    model, version = model_name_and_version()
+    if current_label is None and version is not None:
+        current_label = f"{model} v{version} (this run)"
     ref = state_of(reference_table, reference_embeddings, interactions=reference_splits.interactions,
-                   label=reference_table.info.get("model_version") or "reference")
+                   label=reference_label or reference_table.info.get("model_version") or "reference")
     cur = state_of(current_table, current_embeddings, interactions=current_splits.interactions,
-                   label=current_table.info.get("model_version") or "current")
+                   label=current_label or current_table.info.get("model_version") or "current")
     if mode == "auto":
         mode = "tokenizers" if same_data(ref, cur) else "snapshots"
     if mode == "tokenizers":
@@ -55,7 +63,7 @@ def detect_sid_drift(
         result = compare_snapshots(ref, cur, t)
     else:
         raise ValueError(f"drift mode must be tokenizers, snapshots or auto, got {mode!r}")
-    ctx = get_step_context()
+    result.summary = {**result.summary, "run_name": ctx.pipeline_run.name}
     page = publish_report(result, f"{name}-{ctx.pipeline_run.name}", reports_dir)
     summary = {**result.summary, "report_html": str(page), "run_name": ctx.pipeline_run.name}
     result.summary = summary

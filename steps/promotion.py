@@ -9,10 +9,12 @@ from sidkit.data.splits import Splits
 from sidkit.evaluation.ab import ABComparison, compare, no_champion_decision
 from sidkit.evaluation.downstream import evaluate_ranking, evaluate_retrieval
 from sidkit.features import ItemEmbeddings
+from sidkit.monitoring.reports import publish_page
 from sidkit.sids.stable import extend_sid_table
 from sidkit.sids.table import SIDTable
 from sidkit.tokenizers import Tokenizer
 from steps.artifacts import Artifacts
+from steps.context import model_name_and_version
 
 
 @step
@@ -57,7 +59,15 @@ def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_t
     result = compare(champ_per, chall_per, rule)
     result.update({"champion": champion, "challenger": challenger, "champion_metrics": champ_metrics,
                    "challenger_metrics": chall_metrics})
-    return ABComparison(result)
+    comparison = ABComparison(result)
+    ctx = get_step_context()
+    model, _ = model_name_and_version()
+    promote = bool(result["decision"]["promote"])
+    publish_page("ab", f"{model or 'model'}-v{champion}-vs-v{challenger}", comparison.to_html(),
+                 {"model": model, "versions": {"champion": champion, "challenger": challenger},
+                  "verdict": "PROMOTE" if promote else "keep champion", "ok": promote,
+                  "run_name": ctx.pipeline_run.name})
+    return comparison
 
 
 def gate_verdict(run_metadata: dict) -> dict | None:
