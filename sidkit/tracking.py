@@ -50,13 +50,21 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# MLflow 3's UI opens an experiment without this tag on its GenAI (traces) view, empty for model training
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(name: str) -> str:
+    """The experiment's id, created (as a model-training experiment) if needed; an existing experiment
+    without a kind gets it, so the UI opens on its runs and charts."""
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        if "mlflow.experimentKind" not in (exp.tags or {}):
+            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return exp.experiment_id
     artifacts = (state_dir() / "mlflow" / "artifacts").resolve()
-    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri(), tags=EXPERIMENT_KIND)
 
 
 @contextmanager
@@ -69,15 +77,21 @@ def mlflow_run(experiment: str, run_name: str, run_id: str | None = None, tags: 
         yield mlflow
 
 
+# sizes and counters that describe a run rather than measure it: params (descriptive_of), never metric charts
+DESCRIPTIVE = frozenset({"n_items", "n_users", "levels", "codebook_sizes", "sid_length_final", "epoch", "threads",
+                         "soft_entropy_max"})
+
+
 def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
-    """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``).
+    """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``);
+    the DESCRIPTIVE keys are left to :func:`descriptive_of`.
 
     MLflow metric names allow no ``@``: ``recall@10`` is logged as ``recall_at_10``.
     """
     out = {}
     for k, v in record.items():
         key = f"{prefix}{k}".replace("@", "_at_")
-        if isinstance(v, bool):
+        if isinstance(v, bool) or k in DESCRIPTIVE:
             continue
         if isinstance(v, (int, float)) and math.isfinite(v):
             out[key] = float(v)
@@ -88,6 +102,11 @@ def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(v, dict):
             out.update(metrics_of(v, key + "."))
     return out
+
+
+def descriptive_of(record: dict, prefix: str = "") -> dict[str, str]:
+    """The DESCRIPTIVE entries of a record (top level), as MLflow params."""
+    return {f"{prefix}{k}": str(v) for k, v in record.items() if k in DESCRIPTIVE and k != "epoch"}
 
 
 def close_stale_runs(reason: str) -> list[str]:

@@ -10,7 +10,7 @@ from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, e
 from sidkit.ranking.din import RankerConfig
 from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
-from sidkit.tracking import flatten, metrics_of, mlflow_run
+from sidkit.tracking import descriptive_of, flatten, metrics_of, mlflow_run
 from sidkit.utils import log
 from steps.artifacts import Artifacts
 
@@ -76,6 +76,7 @@ def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer
                         tags={"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}) as mlflow:
             mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version,
                                        "eval_config_sha256": config_sha}))
+            mlflow.log_params({**descriptive_of(retrieval_metrics, "retrieval."), **descriptive_of(ranking_metrics, "ranking.")})
             mlflow.log_metrics(metrics_of(retrieval_metrics, "retrieval."))
             mlflow.log_metrics(metrics_of({k: v for k, v in ranking_metrics.items() if k != "features"}, "ranking."))
             summary["mlflow_run_id"] = mlflow.active_run().info.run_id

@@ -12,7 +12,7 @@ from sidkit.data.validation import ValidationReport
 from sidkit.evaluation.sid_quality import SIDQuality
 from sidkit.features import ItemEmbeddings
 from sidkit.tokenizers import Tokenizer
-from sidkit.tracking import metrics_of, mlflow_run
+from sidkit.tracking import descriptive_of, metrics_of, mlflow_run
 from steps.artifacts import Artifacts
 
 
@@ -62,6 +62,7 @@ def publish_tokenizer(
     if mlflow_run_id and tracking.get("enabled", True):
         with mlflow_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
             mlflow.log_metrics(metrics_of(quality.to_dict(), "final."))
+            mlflow.log_params(descriptive_of(quality.to_dict(), "final."))
             mlflow.log_dict(summary, "training_summary.json")
             mlflow.set_tags({"zenml_model": summary["model"]["name"] or "", "zenml_model_version": summary["model_version"] or "",
                              "dataset": catalogue.name, "data_hash": summary["dataset"]["content_hash"]})

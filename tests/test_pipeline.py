@@ -75,9 +75,12 @@ def test_training_pipeline_end_to_end(cli, tmp_path):
 
     run = mlflow.get_run(s["mlflow_run_id"])
     assert "final.collision_rate_final" in run.data.metrics
+    assert "final.n_items" not in run.data.metrics and run.data.params["final.n_items"] == "150"   # a size, not a metric
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
     assert len(history) == 8  # one point per epoch
     assert run.data.params["tokenizer.method"] == "rqvae"
+    # the UI opens the experiment on its runs (model training), not on the empty GenAI traces view
+    assert mlflow.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 @pytest.mark.slow
