@@ -170,18 +170,24 @@ def current_eval_sha(eval_config: str) -> str:
     return eval_config_sha256(params.get("retrieval") or {}, params.get("ranking") or {})
 
 
-def ranks_path(dataset: str, method: str) -> Path:
-    return ROOT / "benchmarks" / "results" / "ranks" / f"downstream_{dataset}_{method}.npy"
+def table_name(eval_config: str) -> str:
+    """Results of one eval config: configs/eval_beauty.yaml -> downstream_beauty, eval_beauty_lean.yaml ->
+    downstream_beauty_lean (its json, ranks, logs and BENCHMARKS block), so protocols never share a file."""
+    return "downstream_" + Path(eval_config).stem.removeprefix("eval_")
 
 
-def paired_to(dataset: str, base: str, method: str) -> dict | None:
+def ranks_path(table: str, method: str) -> Path:
+    return ROOT / "benchmarks" / "results" / "ranks" / f"{table}_{method}.npy"
+
+
+def paired_to(table: str, base: str, method: str) -> dict | None:
     """Paired bootstrap of R@10 (method - base) on the same test users, from the stored per-user ranks."""
     import numpy as np
 
     from sidkit.evaluation.ab import paired_bootstrap
     from sidkit.retrieval.metrics import per_user_gains
 
-    a, b = ranks_path(dataset, base), ranks_path(dataset, method)
+    a, b = ranks_path(table, base), ranks_path(table, method)
     if method == base or not (a.exists() and b.exists()):
         return None
     ra, rb = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
@@ -207,7 +213,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", choices=sorted(MODELS), default="beauty")
     ap.add_argument("--eval-config", default=None, help="default: configs/eval_<dataset>.yaml")
-    ap.add_argument("--methods", nargs="*", default=METHODS, help="none: only re-render the table")
+    ap.add_argument("--methods", nargs="*", default=METHODS,
+                    help="none: only re-render the table; 'stale': the stored rows measured under another eval config")
     ap.add_argument("--sasrec-reference", action="store_true",
                     help="(re)train the item-ID SASRec reference row (~10-30 min); otherwise the stored one is shown")
     ap.add_argument("--allow-contended", action="store_true",
@@ -217,7 +224,8 @@ def main() -> None:
     eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
     protocol = current_eval_sha(eval_config)
     versions = latest_versions(MODELS[args.dataset])
-    results_path = ROOT / "benchmarks" / "results" / f"downstream_{args.dataset}.json"
+    results = table_name(eval_config)
+    results_path = ROOT / "benchmarks" / "results" / f"{results}.json"
     def stored_runs() -> dict[str, dict]:
         return {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
 
@@ -227,13 +235,16 @@ def main() -> None:
         ref.update(measured_at=now(), commit=git_rev())
         save_json(f"sasrec_reference_{args.dataset}", ref)
         print("SASRec reference", ref, flush=True)
+    if args.methods == ["stale"]:
+        args.methods = [m for m, r in merged.items() if r.get("eval_config_sha256") != protocol]
+        print(f"re-running the rows measured under another protocol: {args.methods or 'none'}", flush=True)
     for method in args.methods:
         if method not in versions:
             print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
                   f"python run.py train --config configs/train_{args.dataset}_{method}.yaml", flush=True)
             continue
         # the run's own output (per-epoch lines) goes to a log to follow while it runs (tail -f)
-        log = ROOT / "benchmarks" / "logs" / f"downstream_{args.dataset}_{method}.log"
+        log = ROOT / "benchmarks" / "logs" / f"{results}_{method}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"{method}: model version {versions[method]}, log {log.relative_to(ROOT)}", flush=True)
         with tempfile.TemporaryDirectory() as tmp, log.open("w") as log_file:
@@ -260,8 +271,8 @@ def main() -> None:
         if ranks is not None:
             import numpy as np
 
-            ranks_path(args.dataset, method).parent.mkdir(parents=True, exist_ok=True)
-            np.save(ranks_path(args.dataset, method), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
+            ranks_path(results, method).parent.mkdir(parents=True, exist_ok=True)
+            np.save(ranks_path(results, method), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
                   "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
@@ -273,14 +284,14 @@ def main() -> None:
         r = s.get("retrieval", {})
         print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
               s.get("error", ""), flush=True)
-        save_json(f"downstream_{args.dataset}", {"date": now(), "machine": machine(),
+        save_json(results, {"date": now(), "machine": machine(),
                                                  "runs": [merged[m] for m in METHODS if m in merged]})
     stale = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") != protocol]
     rows = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") == protocol]
-    lines = [f"### Downstream on {args.dataset}: generative retrieval and ranking per tokenizer\n",
-             f"{now()} · {machine()} · `python benchmarks/downstream_table.py --dataset {args.dataset} --write` · "
+    lines = [f"### Downstream on {args.dataset} ({eval_config}): generative retrieval and ranking per tokenizer\n",
+             f"{now()} · {machine()} · `python benchmarks/downstream_table.py --dataset {args.dataset} --eval-config {eval_config} --write` · "
              f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
-             f"(`measured_at`, `commit` per row in benchmarks/results/downstream_{args.dataset}.json). Protocol: "
+             f"(`measured_at`, `commit` per row in benchmarks/results/{results}.json). Protocol: "
              f"eval_config_sha256 `{protocol[:12]}`; every SID row below was measured under it. R@10 and N@10 with "
              "95% bootstrap intervals over test users; Δ R@10 vs RQ-VAE: paired bootstrap on the same users.\n",
              "| tokenizer | model version | R@5 | R@10 [95% CI] | N@5 | N@10 [95% CI] | Δ R@10 vs rqvae (p) | AUC | GAUC | "
@@ -304,7 +315,7 @@ def main() -> None:
             continue
         r, k = s["retrieval"], s["ranking"]
         mark = "" if s.get("embedding_cache_fixed") else " †"
-        d = paired_to(args.dataset, "rqvae", s["method"]) if "rqvae" in {x["method"] for x in rows} else None
+        d = paired_to(results, "rqvae", s["method"]) if "rqvae" in {x["method"] for x in rows} else None
         delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
         lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {interval(r, 'recall@10')} | "
                      f"{r['ndcg@5']:.4f} | {interval(r, 'ndcg@10')} | {delta} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
@@ -330,7 +341,7 @@ def main() -> None:
     table = "\n".join(lines + strata) + "\n"
     print(table)
     if args.write:
-        update_block(f"downstream-{args.dataset}", table)
+        update_block(results.replace("_", "-"), table)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,19 @@ if ! is_cpu_torch && [ "${SIDKIT_ALLOW_NON_CPU_TORCH:-0}" != "1" ]; then
   exit 1
 fi
 
+# the browser test (tests/test_browser.py) drives Debian's chromium headless; installed where we may
+# (root with apt, or passwordless sudo), else that test is skipped with the reason
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "== installing chromium + chromium-driver (Debian) for the browser test"
+    ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver) \
+      >/dev/null 2>&1 || echo "note: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "note: no chromium and no way to install it (apt as root); the browser test will be skipped" >&2
+  fi
+fi
+
 echo "== initialising local state under .sidkit/ (ZenML store, MLflow, caches)"
 "$PY" - <<'PYEOF'
 from pathlib import Path

@@ -32,5 +32,5 @@ def ab_comparison(
                                             artifact(chall, Artifacts.ITEM_EMBEDDINGS))
     comparison = compare_with_champion(artifact(chall, Artifacts.SID_TABLE), artifact(chall, Artifacts.SPLITS),
                                        champion_table, champion_version, challenger_version, retrieval, ranking,
-                                       rule or {})
+                                       rule or {}, model_name=model)
     promote_challenger(comparison, model, challenger_version, force=force, dry_run=dry_run)

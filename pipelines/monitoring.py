@@ -30,5 +30,5 @@ def drift_monitoring(
         artifact(cur, Artifacts.SID_TABLE), artifact(cur, Artifacts.ITEM_EMBEDDINGS), artifact(cur, Artifacts.SPLITS),
         mode=mode, thresholds=thresholds or {}, name=f"{model}-v{reference_version}-vs-v{current_version}",
         reports_dir=reports_dir, reference_label=f"{reference_model or model} v{reference_version}",
-        current_label=f"{model} v{current_version}")
+        current_label=f"{model} v{current_version}", model_name=model)
     drift_gate(summary, approval or {}, model_name=model, model_version=current_version)

@@ -65,10 +65,11 @@ def retraining(
             artifact(champ, Artifacts.SPLITS), sid_table, embeddings, splits,
             mode=drift.get("mode", "auto"), thresholds=drift.get("thresholds", {}),
             name=f"{model_name}-retraining", reports_dir=drift.get("reports_dir"),
-            reference_label=f"{model_name} v{champion_version} (champion)", after="publish_tokenizer")
+            reference_label=f"{model_name} v{champion_version} (champion)", model_name=model_name,
+            after="publish_tokenizer")
         approved = drift_gate(drift_summary, drift.get("approval", {}))
         champion_table = champion_sid_table(serving_tokenizer(champ), artifact(champ, Artifacts.SID_TABLE), embeddings)
     comparison = compare_with_champion(sid_table, splits, champion_table, champion_version, None,
                                        ab.get("retrieval"), ab.get("ranking", {"epochs": 3}), ab.get("rule", {}),
-                                       after="publish_tokenizer")
+                                       model_name=model_name, after="publish_tokenizer")
     promote_challenger(comparison, model_name, None, approved)

@@ -40,6 +40,7 @@ def detect_sid_drift(
     reports_dir: str | None = None,
     reference_label: str | None = None,
     current_label: str | None = None,
+    model_name: str | None = None,
 ) -> Tuple[Annotated[DriftResult, Artifacts.DRIFT_REPORT], Annotated[dict, Artifacts.DRIFT_SUMMARY]]:
     """Compare reference and current SIDs (mode ``tokenizers``: same catalogue, two tokenizer
     versions; ``snapshots``: two catalogue snapshots; ``auto``: tokenizers when both versions saw
@@ -63,7 +64,7 @@ def detect_sid_drift(
         result = compare_snapshots(ref, cur, t)
     else:
         raise ValueError(f"drift mode must be tokenizers, snapshots or auto, got {mode!r}")
-    result.summary = {**result.summary, "run_name": ctx.pipeline_run.name}
+    result.summary = {**result.summary, "run_name": ctx.pipeline_run.name, "model": model_name or model}
     page = publish_report(result, f"{name}-{ctx.pipeline_run.name}", reports_dir)
     summary = {**result.summary, "report_html": str(page), "run_name": ctx.pipeline_run.name}
     result.summary = summary

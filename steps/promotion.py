@@ -42,7 +42,8 @@ def _evaluate(table: SIDTable, splits: Splits, retrieval: dict | None, ranking: 
 @step(enable_cache=False)
 def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_table: Optional[SIDTable],
                           champion: Optional[str], challenger: Optional[str], retrieval: Optional[dict],
-                          ranking: Optional[dict], rule: dict) -> Annotated[ABComparison, Artifacts.AB_COMPARISON]:
+                          ranking: Optional[dict], rule: dict,
+                          model_name: Optional[str] = None) -> Annotated[ABComparison, Artifacts.AB_COMPARISON]:
     """Both sides trained and evaluated on the same splits (same users, same sampled negatives);
     paired bootstrap per metric and stratum; the decision rule's verdict. ``challenger`` None: the
     model version this run produces."""
@@ -61,7 +62,7 @@ def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_t
                    "challenger_metrics": chall_metrics})
     comparison = ABComparison(result)
     ctx = get_step_context()
-    model, _ = model_name_and_version()
+    model = model_name or model_name_and_version()[0]
     promote = bool(result["decision"]["promote"])
     publish_page("ab", f"{model or 'model'}-v{champion}-vs-v{challenger}", comparison.to_html(),
                  {"model": model, "versions": {"champion": champion, "challenger": challenger},

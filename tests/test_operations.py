@@ -110,6 +110,11 @@ def test_rejected_drift_blocks_promotion_and_the_report_is_indexed(retrain_runs,
     index = session_home / "reports" / "drift" / "index.html"
     page = Path(s3["report_html"])
     assert page.exists() and page.parent.name in index.read_text() and "DRIFT" in index.read_text()
+    # the page names the versions compared, not "reference" / "current"
+    summary = run.steps["detect_sid_drift"].outputs["sid_drift_summary"][0].load()
+    assert summary["reference"] == f"{MODEL} v{s2['model_version']} (champion)"
+    assert summary["current"] == f"{MODEL} v{s3['model_version']} (this run)"
+    assert summary["reference"] in page.read_text()
 
 
 @pytest.mark.slow
@@ -123,6 +128,7 @@ def test_drift_cli_between_versions(cli, retrain_runs):
     d = json.loads(out.read_text())
     assert d["drift_detected"] and d["sid_churn"] == 0.0 and Path(d["report_html"]).exists()
     assert set(d["per_level"]) == {"sid_0", "sid_1", "sid_2", "sid_3"}
+    assert f"{MODEL} v{s1['model_version']}" in Path(d["report_html"]).read_text()
     assert all({"distance", "drifted", "churn"} <= set(v) for v in d["per_level"].values())
 
 
@@ -227,3 +233,64 @@ def test_drift_refuses_a_version_against_itself(cli, retrain_runs):
                                  "--reference", s2["model_version"], "--current", s2["model_version"],
                                  "--summary", str(out)])
     assert r.exit_code == 2 and "the same version" in json.loads(out.read_text())["error"]
+
+
+def _chromium():
+    """Debian's chromium, headless, driven by selenium; skip (with the reason) where the set-up could not install it."""
+    import shutil
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("chromium / chromedriver not installed (infra/setup.sh installs them with apt as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+@pytest.mark.slow
+def test_an_analyst_reads_every_report_of_a_real_run_in_a_browser(retrain_runs, session_home):
+    """The third retraining (drift rejected): overview, drift, A/B, SID-quality and validation pages in chromium."""
+    from selenium.webdriver.common.by import By
+
+    _, s2, s3, _ = retrain_runs
+    pages = {kind: next(p for p in s3["reports"] if f"/{kind}/" in p) for kind in ("ab", "sid_quality", "validation")}
+    pages["drift"] = s3["report_html"]
+    shots = os.environ.get("SIDKIT_SCREENSHOTS")            # set to a folder to refresh README's screenshots
+    driver = _chromium()
+    try:
+        def visit(path: str, name: str) -> str:
+            driver.get(Path(path).resolve().as_uri())
+            errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert not errors, (name, errors)
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(Path(shots) / f"{name}.png"))
+            return driver.find_element(By.TAG_NAME, "body").text
+
+        text = visit(session_home / "reports" / "index.html", "reports-index")
+        for kind in ("SID drift", "offline A/B", "SID quality", "data validation"):
+            assert kind in text, kind
+        assert f"{MODEL} v{s2['model_version']} (champion)" in text
+        text = visit(pages["drift"], "drift")
+        assert "SID drift: DRIFT" in text
+        assert f"{MODEL} v{s2['model_version']} (champion)" in text and f"v{s3['model_version']} (this run)" in text
+        text = visit(pages["ab"], "ab")
+        verdict = driver.find_element(By.ID, "verdict").text
+        assert verdict in ("PROMOTE", "KEEP CHAMPION")
+        assert f"champion {s2['model_version']} vs challenger {s3['model_version']}" in text
+        plot = driver.find_element(By.CSS_SELECTOR, "svg[role='img']")
+        assert plot.size["width"] > 300 and plot.size["height"] > 50           # the forest plot is drawn
+        assert "not judged (n =" in text                                         # strata under 1000 users
+        text = visit(pages["sid_quality"], "sid-quality")
+        assert driver.find_element(By.ID, "verdict").text == "HEALTHY"
+        assert len(driver.find_elements(By.TAG_NAME, "svg")) >= 2                # gauges per level
+        text = visit(pages["validation"], "validation")
+        assert "passed" in text.lower()
+    finally:
+        driver.quit()

@@ -125,3 +125,47 @@ def test_the_config_check_validates_the_columns_before_anything_runs(tmp_path):
     with pytest.raises(ConfigFileError, match="'items'"):
         check_config_file(path)
     assert json.dumps(cfg)  # the config stays plain data
+
+
+@pytest.mark.slow
+def test_a_new_user_trains_on_a_csv_catalogue_and_their_own_embeddings_by_config_only(tmp_path):
+    """What README shows: a CSV with other column names and extra columns, a precomputed view, one config."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    import run
+    from sidkit.data.synthetic import SyntheticConfig, generate_catalogue
+
+    cat = generate_catalogue(SyntheticConfig(n_items=120, n_users=100, n_clusters=4, seed=3, with_images=False))
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    cat.interactions.select(pl.col("user_id").alias("customer"), pl.col("item_id").alias("sku"),
+                            pl.col("position").alias("seq"), pl.lit("web").alias("channel")) \
+        .write_csv(shop / "orders.csv")
+    cat.items.select(pl.col("item_id").alias("sku"), pl.col("title").alias("name"),
+                     pl.col("description").alias("blurb"), pl.lit(1.5).alias("price")).write_csv(shop / "products.csv")
+    ids = cat.items["item_id"].to_list()
+    np.save(shop / "clip.npy", np.random.default_rng(0).normal(size=(len(ids), 16)).astype(np.float32))
+    (shop / "clip_ids.txt").write_text("\n".join(ids))
+    config = {
+        "run_name": "shop-{date}-{time}", "model": {"name": "sidkit-tokenizer-shop"},
+        "parameters": {
+            "dataset": {"format": "table", "name": "shop", "path": str(shop), "interactions": "orders.csv",
+                        "items": "products.csv",
+                        "columns": {"user_id": "customer", "item_id": "sku", "timestamp": "seq",
+                                    "text": ["name", "blurb"]}},
+            "validation": {"on_invalid": "fail"},
+            "features": {"text": {"fields": ["title", "description"]}, "image": {"enabled": False},
+                         "behaviour": {"enabled": False},
+                         "precomputed": {"clip": {"path": str(shop / "clip.npy"), "ids": str(shop / "clip_ids.txt")}}},
+            "tokenizer": {"method": "rqkmeans", "input_views": ["text", "clip"], "levels": 2, "codebook_size": 8},
+            "tracking": {"enabled": False}}}
+    path = tmp_path / "shop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(run.cli, ["train", "--config", str(path), "--summary", str(out)])
+    assert result.exit_code == 0, result.output
+    s = json.loads(out.read_text())
+    assert s["dataset"]["n_items"] == cat.n_items and s["dataset"]["n_users"] == cat.n_users
+    assert s["tokenizer"]["input_views"] == ["text", "clip"]
+    assert s["encoders"]["clip"]["model"] == "precomputed" and s["encoders"]["clip"]["n_missing"] == 0
