@@ -51,7 +51,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 # MLflow 3's UI opens an experiment without this tag on its GenAI (traces) view, empty for model training
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def ensure_experiment(name: str) -> str:
@@ -60,11 +60,11 @@ def ensure_experiment(name: str) -> str:
     mlflow = _mlflow()
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
-        if "mlflow.experimentKind" not in (exp.tags or {}):
-            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+        if KIND_TAG not in (exp.tags or {}):
+            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
     artifacts = (state_dir() / "mlflow" / "artifacts").resolve()
-    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri(), tags=EXPERIMENT_KIND)
+    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri(), tags={KIND_TAG: KIND})
 
 
 @contextmanager
