@@ -176,19 +176,22 @@ def table_name(eval_config: str) -> str:
     return "downstream_" + Path(eval_config).stem.removeprefix("eval_")
 
 
-def ranks_path(table: str, method: str) -> Path:
-    return ROOT / "benchmarks" / "results" / "ranks" / f"{table}_{method}.npy"
+def ranks_path(table: str, row: dict) -> Path:
+    """The per-user test ranks of a row: one file per run (so a replaced row keeps its own), or the
+    per-method file of rows stored before runs had their own."""
+    name = row.get("ranks_file") or f"{table}_{row['method']}.npy"
+    return ROOT / "benchmarks" / "results" / "ranks" / name
 
 
-def paired_to(table: str, base: str, method: str) -> dict | None:
-    """Paired bootstrap of R@10 (method - base) on the same test users, from the stored per-user ranks."""
+def paired(table: str, base: dict, row: dict) -> dict | None:
+    """Paired bootstrap of R@10 (row - base) on the same test users, from the stored per-user ranks."""
     import numpy as np
 
     from sidkit.evaluation.ab import paired_bootstrap
     from sidkit.retrieval.metrics import per_user_gains
 
-    a, b = ranks_path(table, base), ranks_path(table, method)
-    if method == base or not (a.exists() and b.exists()):
+    a, b = ranks_path(table, base), ranks_path(table, row)
+    if a == b or not (a.exists() and b.exists()):
         return None
     ra, rb = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
     if len(ra) != len(rb):
@@ -207,6 +210,28 @@ def where(row: dict) -> str:
     load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
             if "load_average_1min_start" in row else "-")
     return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}{' (contended)' if row.get('contended') else ''}"
+
+
+def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:
+    """Each shown row against the earlier runs of the same method under the same protocol that it replaced
+    (another machine, ISA or precision): paired Δ R@10 on the same test users, so a precision or machine
+    change is judged on evidence, not assumed neutral."""
+    out = []
+    for s in rows:
+        for old in (p for p in previous if p["method"] == s["method"]
+                    and p.get("eval_config_sha256") == s.get("eval_config_sha256") and p.get("status") == "succeeded"):
+            d = paired(table, old, s)
+            a, b = old["retrieval"].get("inputs_sha256"), s["retrieval"].get("inputs_sha256")
+            same = "not fingerprinted in both rows" if not (a and b) else "identical" if a == b else "DIFFERENT"
+            delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
+            out.append(f"| {s['method']} v{s['model_version']} | {old.get('measured_at', '?')} | {where(old)} | "
+                       f"{old['retrieval']['recall@10']:.4f} | {s['retrieval']['recall@10']:.4f} | {delta} | "
+                       f"{old['retrieval']['train_seconds'] / 60:.1f} -> {s['retrieval']['train_seconds'] / 60:.1f} min | {same} |")
+    if not out:
+        return []
+    return ["", "Re-runs under the same protocol (the shown row against the run it replaced; Δ R@10 paired on the same "
+            "test users):\n", "| row | replaced run | its ISA · precision · load | its R@10 | R@10 now | Δ R@10 (p) | "
+            "generator train | SIDs and splits |", "|---|---|---|---:|---:|---:|---:|---|"] + out
 
 
 def main() -> None:
@@ -228,6 +253,9 @@ def main() -> None:
     results_path = ROOT / "benchmarks" / "results" / f"{results}.json"
     def stored_runs() -> dict[str, dict]:
         return {r["method"]: r for r in (json.loads(results_path.read_text())["runs"] if results_path.exists() else [])}
+
+    def stored_previous() -> list[dict]:
+        return json.loads(results_path.read_text()).get("previous", []) if results_path.exists() else []
 
     merged = stored_runs()
     if args.sasrec_reference and versions:
@@ -271,21 +299,24 @@ def main() -> None:
         if ranks is not None:
             import numpy as np
 
-            ranks_path(results, method).parent.mkdir(parents=True, exist_ok=True)
-            np.save(ranks_path(results, method), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
+            s["ranks_file"] = f"{results}_{method}_{str(s.get('run_id', 'run'))[:8]}.npy"
+            ranks_path(results, s).parent.mkdir(parents=True, exist_ok=True)
+            np.save(ranks_path(results, s), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
                   "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
                   "machine": machine(), "isa": cpu_isa(),
                   "precision": s.get("retrieval", {}).get("precision")})
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile
-        merged = stored_runs()
+        merged, previous = stored_runs(), stored_previous()
+        if method in merged:  # a replaced row is kept (with its ranks), e.g. to compare precisions on the same users
+            previous.append(merged[method])
         merged[method] = s
         r = s.get("retrieval", {})
         print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
               s.get("error", ""), flush=True)
         save_json(results, {"date": now(), "machine": machine(),
-                                                 "runs": [merged[m] for m in METHODS if m in merged]})
+                            "runs": [merged[m] for m in METHODS if m in merged], "previous": previous})
     stale = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") != protocol]
     rows = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") == protocol]
     lines = [f"### Downstream on {args.dataset} ({eval_config}): generative retrieval and ranking per tokenizer\n",
@@ -315,7 +346,8 @@ def main() -> None:
             continue
         r, k = s["retrieval"], s["ranking"]
         mark = "" if s.get("embedding_cache_fixed") else " †"
-        d = paired_to(results, "rqvae", s["method"]) if "rqvae" in {x["method"] for x in rows} else None
+        base = next((x for x in rows if x["method"] == "rqvae"), None)
+        d = paired(results, base, s) if base else None
         delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
         lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {interval(r, 'recall@10')} | "
                      f"{r['ndcg@5']:.4f} | {interval(r, 'ndcg@10')} | {delta} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
@@ -338,7 +370,7 @@ def main() -> None:
                      "`--methods " + " ".join(s["method"] for s in stale) + "`): " + "; ".join(
                          f"{s['method']} v{s['model_version']} R@10 {s.get('retrieval', {}).get('recall@10', float('nan')):.4f} "
                          f"({s.get('eval_config_sha256', 'no hash')[:12]}, {s.get('measured_at', '?')})" for s in stale))
-    table = "\n".join(lines + strata) + "\n"
+    table = "\n".join(lines + strata + reruns(results, rows, stored_previous())) + "\n"
     print(table)
     if args.write:
         update_block(results.replace("_", "-"), table)

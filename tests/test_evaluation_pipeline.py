@@ -38,6 +38,7 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     from sidkit.evaluation.downstream import eval_config_sha256
 
     assert s["eval_config_sha256"] == eval_config_sha256(cfg["parameters"]["retrieval"], cfg["parameters"]["ranking"])
+    assert len(s["retrieval"]["inputs_sha256"]) == 64          # which SIDs and splits, exactly
     low, high = s["retrieval"]["recall@10_ci"]
     assert low <= s["retrieval"]["recall@10"] <= high
     ranks = s["retrieval"]["test_ranks"]

@@ -47,6 +47,30 @@ def test_eval_config_hash_names_the_resolved_protocol():
     assert base != eval_config_sha256({"beam_size": 20}, {"epochs": 4})
     with pytest.raises(ValueError):
         eval_config_sha256({"beam_sise": 20}, {})                                      # typo: not a protocol
+    # precision is how a row is computed, not what it measures: fp32 on one CPU, bf16 on another, one protocol
+    assert base == eval_config_sha256({"beam_size": 20, "precision": "fp32"}, {})
+    assert base == eval_config_sha256({"beam_size": 20, "precision": "bf16"}, {})
+    # the hash of the shipped Beauty protocol is unchanged by that rule (rows measured before it still match)
+    from sidkit.config import check_config_file
+
+    p = check_config_file("configs/eval_beauty.yaml")["parameters"]
+    assert eval_config_sha256(p["retrieval"], p["ranking"]).startswith("daf45d75da79")
+
+
+def test_inputs_fingerprint_changes_with_any_sid_or_split():
+    from sidkit.evaluation.downstream import IndexedSplits, inputs_sha256
+
+    sids = np.array([[1, 2, 0], [1, 3, 0], [4, 2, 0]])
+    data = IndexedSplits(item_ids=["a", "b", "c"], train=[[0, 1, 2]], valid_hist=[[0, 1]], valid_tgt=[2],
+                         test_hist=[[1, 2]], test_tgt=[0], strata=["head"])
+    base = inputs_sha256(data.item_ids, sids, data)
+    assert base == inputs_sha256(list(data.item_ids), sids.copy(), data)          # a value, not an identity
+    moved = sids.copy()
+    moved[2, 1] = 3
+    assert base != inputs_sha256(data.item_ids, moved, data)                      # one code of one item
+    assert base != inputs_sha256(["a", "c", "b"], sids, data)                     # SIDs on other items
+    other = IndexedSplits(**{**data.__dict__, "test_tgt": [1]})
+    assert base != inputs_sha256(data.item_ids, sids, other)                      # another split
 
 
 def test_popularity_strata_cut_points():

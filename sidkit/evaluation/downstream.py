@@ -27,17 +27,33 @@ from sidkit.sids.table import SIDTable
 STRATA = ("head", "torso", "tail", "cold")
 INTERVAL_KS = (10,)           # Recall/NDCG@K with a 95% bootstrap interval over users in every row
 DEEP_KS = (20, 50, 100)       # reported where the beam is at least this wide (a beam of B finds <= ~B items)
+EXECUTION_ONLY = ("precision",)  # generator settings that change how a row is computed, not what it measures
 
 
 def eval_config_sha256(retrieval: GeneratorConfig | dict, ranking: RankerConfig | dict) -> str:
     """SHA-256 of the resolved evaluation protocol: both configs validated (defaults filled in), canonical JSON.
     Two rows with the same hash were measured under the same protocol (data splits are the tokenizer
-    version's; the row names that version)."""
+    version's; the row names that version, and ``inputs_sha256`` the exact SIDs and splits).
+
+    Execution settings (``EXECUTION_ONLY``: how the numbers are computed, not what is measured) are hashed
+    at their defaults, so one protocol can run in fp32 on one CPU and bf16 on another; each row records
+    the precision it resolved to, and BENCHMARKS.md compares the two on the same users."""
     r = retrieval if isinstance(retrieval, GeneratorConfig) else GeneratorConfig.model_validate(retrieval)
     k = ranking if isinstance(ranking, RankerConfig) else RankerConfig.model_validate(ranking)
+    r = r.model_copy(update={key: GeneratorConfig.model_fields[key].default for key in EXECUTION_ONLY})
     text = json.dumps({"retrieval": r.model_dump(mode="json"), "ranking": k.model_dump(mode="json")},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def inputs_sha256(item_ids: list[str], sids: np.ndarray, data: "IndexedSplits") -> str:
+    """SHA-256 of what a row was measured on: the item ids with their SIDs, and the leave-one-out splits.
+    Two rows with the same value saw byte-identical inputs, whichever machine or session made them."""
+    h = hashlib.sha256()
+    h.update(json.dumps(item_ids).encode())
+    h.update(np.ascontiguousarray(sids, dtype=np.int64).tobytes())
+    h.update(json.dumps([data.train, data.valid_hist, data.valid_tgt, data.test_hist, data.test_tgt]).encode())
+    return h.hexdigest()
 
 
 @dataclass
@@ -124,6 +140,7 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     metrics["precision"], metrics["isa"], metrics["threads"] = resolve(cfg.precision), cpu_isa(), torch.get_num_threads()
     metrics["epochs"] = len(history)
     metrics["views"] = views
+    metrics["inputs_sha256"] = inputs_sha256(data.item_ids, sids, data)
     if per_user is not None:
         per_user.append(PerUser(np.asarray(data.strata), ranks=ranks))
     return metrics, model, vocab, history
