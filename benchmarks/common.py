@@ -29,7 +29,9 @@ def machine() -> str:
         pass
     # the CPU's vector ISA as torch sees it: bf16 autocast only pays with AVX512-BF16/AMX
     # (the same "2-core" machine has come up with and without it between sessions)
-    isa = torch.backends.cpu.get_cpu_capability()
+    from sidkit.precision import cpu_isa
+
+    isa = cpu_isa()   # AMX / AVX512-BF16 named as such (torch's capability says AVX512 for both)
     return (f"{cpu} ({isa}), {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"Python {platform.python_version()}")
 

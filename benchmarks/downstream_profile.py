@@ -170,6 +170,8 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=0.05, help="share of training sequences for FLOPs and the profile")
     ap.add_argument("--beam-users", type=int, default=2000)
     ap.add_argument("--label", default="after", help="name of this profile in the results (e.g. before / after)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                    help="override the eval config's retrieval precision (to separate the CPU from the precision)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
@@ -180,6 +182,8 @@ def main() -> None:
     eval_path = Path(args.eval_config or ROOT / f"configs/eval_{args.dataset}.yaml")
     params = yaml.safe_load(eval_path.read_text())["parameters"]
     retrieval, ranking = params["retrieval"], params["ranking"]
+    if args.precision:
+        retrieval = {**retrieval, "precision": args.precision}
     commit = git_rev() if PROFILED == ROOT else subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROFILED, capture_output=True, text=True).stdout.strip()
     result: dict = {"label": args.label, "measured_at": now(), "machine": machine(), "commit": commit,

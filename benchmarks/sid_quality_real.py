@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
+from sidkit.precision import cpu_isa  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
 DEFAULT = [f"configs/train_{ds}_{m}.yaml" for ds in ("movielens", "beauty") for m in METHODS]
@@ -38,13 +40,20 @@ def main() -> None:
             cmd = [sys.executable, "run.py", "train", "--config", cfg, "--summary", str(out)]
             if args.no_cache:
                 cmd.append("--no-cache")
+            load_start = round(os.getloadavg()[0], 2)
             t = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ,
                                                                                           "SIDKIT_PROGRESS": "0"})
             wall = time.perf_counter() - t
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-500:]}
         s["wall_seconds"] = wall
         s["config"] = cfg
+        # the wall time is a speed figure only on a quiet machine; the SID metrics do not depend on the load.
+        # Contended: something heavy ran before this job started, or the load ended above what this job alone
+        # (one thread per core) makes
+        load_end, cores = round(os.getloadavg()[0], 2), os.cpu_count() or 2
+        s.update(isa=cpu_isa(), load_average_1min_start=load_start, load_average_1min_end=load_end,
+                 contended=load_start >= 0.75 * cores or load_end > cores + 0.75, embedding_cache_fixed=True)
         rows.append(s)
         print(cfg, s.get("status"), f"{wall:.0f}s", s.get("error", ""), flush=True)
     # merge with earlier results so a subset can be re-run; the table lists every config measured
@@ -65,10 +74,12 @@ def main() -> None:
              "Collision rate = (N - unique raw SIDs) / N before resolution; after = with the config's policy "
              "(`append_token` adds a token, `relocate` keeps the length). Utilisation and perplexity per SID "
              "position (multi-expert methods: experts' levels concatenated). Recon MSE per view on L2-normalised "
-             "inputs. Training time = sum of the tokenizer's epoch times (+ stage 2 for MMQ); wall = whole process.\n",
-             "| dataset | method | views | SID length | collision before | after | utilisation per position | "
-             "perplexity per position | recon MSE per view | training time | wall time |",
-             "|---|---|---|---:|---:|---:|---|---|---|---:|---:|"]
+             "inputs. Training time = sum of the tokenizer's epoch times (+ stage 2 for MMQ); wall = whole process. "
+             "Per expert: collision rate of each expert's own block of codes (multi-expert methods; MACRec's branches "
+             "are its modalities), before resolution. † = measured before the embedding-cache fix (43e7737).\n",
+             "| dataset | method | views | SID length | collision before | after | per expert | utilisation per position | "
+             "perplexity per position | recon MSE per view | training time | wall time | ISA · load |",
+             "|---|---|---|---:|---:|---:|---|---|---|---|---:|---:|---|"]
     for s in rows:
         if s.get("status") != "succeeded":
             lines.append(f"| {s['config']} | failed: {s.get('error', '')[:80]} |||||||||")
@@ -77,10 +88,14 @@ def main() -> None:
         fmt = lambda xs, p: " / ".join(f"{x:.{p}f}" for x in xs)  # noqa: E731
         recon = ", ".join(f"{v} {e:.5f}" for v, e in q["recon_loss_per_view"].items())
         train_s = t.get("training_seconds", 0) + t.get("stage2_seconds", 0)
-        lines.append(f"| {s['dataset']['name']} | {t['method']}{' + stage 2' if t.get('stage', '').startswith('stage2') else ''} | "
+        experts = ", ".join(f"{e} {r:.4f}" for e, r in q.get("collision_rate_per_expert", {}).items()) or "-"
+        load = (f"{s.get('isa', '-')} · {s['load_average_1min_start']:.1f} -> {s['load_average_1min_end']:.1f}"
+                f"{' (contended)' if s.get('contended') else ''}" if "load_average_1min_start" in s else "-")
+        lines.append(f"| {s['dataset']['name']} | {t['method']}{' + stage 2' if t.get('stage', '').startswith('stage2') else ''}"
+                     f"{'' if s.get('embedding_cache_fixed') else ' †'} | "
                      f"{'+'.join(t['input_views'])} | {q['sid_length_final']} | {q['collision_rate']:.4f} | "
-                     f"{q['collision_rate_final']:.4f} | {fmt(q['utilization'], 2)} | {fmt(q['perplexity'], 0)} | {recon} | "
-                     f"{train_s:.0f} s | {s['wall_seconds']:.0f} s |")
+                     f"{q['collision_rate_final']:.4f} | {experts} | {fmt(q['utilization'], 2)} | {fmt(q['perplexity'], 0)} | "
+                     f"{recon} | {train_s:.0f} s | {s['wall_seconds']:.0f} s | {load} |")
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write:

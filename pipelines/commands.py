@@ -19,14 +19,15 @@ def train(config_path: str, summary_path: str | None, no_cache: bool, run_name: 
     """Run the training pipeline: data -> validation -> embeddings -> tokenizer -> SIDs."""
     from pipelines.training import training_pipeline
 
-    checked_params(config_path, training_pipeline, summary_path)
+    params = checked_params(config_path, training_pipeline, summary_path)
     run = run_pipeline(training_pipeline, "training_pipeline", config_path, summary_path, no_cache, run_name)
     summary = output(run, "publish_tokenizer", "training_summary")
     q = summary["sid_quality"]
     finish(summary_path, summary, run.name,
            f"run {summary['run_name']}: {summary['tokenizer']['method']} on {summary['dataset']['name']} -> "
            f"model version {summary['model_version']}; collision rate {q['collision_rate']:.4f} -> "
-           f"{q['collision_rate_final']:.4f}; utilisation {[round(u, 3) for u in q['utilization']]}")
+           f"{q['collision_rate_final']:.4f}; utilisation {[round(u, 3) for u in q['utilization']]}",
+           params.get("tracking"))
 
 
 def evaluate(config_path: str, model_version: str | None, summary_path: str | None, no_cache: bool,
@@ -81,7 +82,8 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
                "reasons": s["reasons"], "reference": ref, "current": cur, "mode": s["mode"],
                "approved": output(run, "drift_gate", "drift_approved")}
     finish(summary_path, summary, run.name, f"{model} v{ref} -> v{cur}: {'DRIFT' if s['drift_detected'] else 'no drift'} "
-                                            f"(churn {s['sid_churn']:.2%}); report {s['report_html']}")
+                                            f"(churn {s['sid_churn']:.2%}); report {s['report_html']}",
+           params.get("tracking"))
     if fail_on_drift and s["drift_detected"]:
         sys.exit(3)
 
@@ -114,7 +116,8 @@ def compare(config_path: str, challenger_version: str | None, champion_version: 
                "decision": {k: promotion.get(k) for k in ("promoted", "would_promote", "dry_run", "forced", "reason")},
                "production": promotion.get("production")}
     finish(summary_path, summary, run.name, f"{model}: champion {champ} vs challenger {chall}: {promotion['reason']}; "
-                                            f"in production: version {promotion.get('production')}")
+                                            f"in production: version {promotion.get('production')}",
+           params.get("tracking"))
 
 
 def retrain(config_path: str, until: str | None, mode: str | None, summary_path: str | None, run_name: str | None) -> None:
@@ -153,7 +156,8 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
     summary = {"status": "succeeded", "run_name": run.name, "model_version": published["model_version"],
                "champion": champion, "mode": effective_mode, "promoted": promotion["promoted"],
                "reason": promotion["reason"], "sid_churn": None, "kept_sids": None, "drift_detected": None,
-               "report_html": None, "dataset": published["dataset"], "sid_quality": published["sid_quality"]}
+               "report_html": None, "dataset": published["dataset"], "sid_quality": published["sid_quality"],
+               "mlflow_run_id": published.get("mlflow_run_id")}
     if "detect_sid_drift" in run.steps:
         d = output(run, "detect_sid_drift", "sid_drift_summary")
         summary.update({"sid_churn": d["sid_churn"], "kept_sids": d["kept_sids"], "n_common_items": d["n_common_items"],
@@ -170,7 +174,7 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
     finish(summary_path, summary, run.name,
            f"{model}: version {summary['model_version']} ({summary['mode']}) "
            f"{'promoted' if summary['promoted'] else 'not promoted'}: {summary['reason']}; "
-           f"in production: version {summary['production']}{drift_line}")
+           f"in production: version {summary['production']}{drift_line}", params.get("tracking"))
 
 
 SCHEDULABLE = {"retraining": "retrain", "drift_monitoring": "drift", "training_pipeline": "train"}

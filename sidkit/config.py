@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sidkit.errors import ConfigError
 
@@ -53,6 +53,15 @@ class _Strict(BaseModel):
 
 class CollisionsConfig(_Strict):
     policy: Literal["append_token", "relocate", "none"] = "append_token"
+    # multi-expert SIDs (MACRec: one branch per modality): resolve each expert's block of codes on its own, so
+    # each modality's SID names one item, as MACRec's per-modality generation reads them (relocate only)
+    per_expert: bool = False
+
+    @model_validator(mode="after")
+    def _per_expert_relocates(self) -> "CollisionsConfig":
+        if self.per_expert and self.policy != "relocate":
+            raise ValueError(f"per_expert: true needs policy: relocate (the SID keeps its layout), not {self.policy}")
+        return self
 
 
 class HealthConfig(_Strict):

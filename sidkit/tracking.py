@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -82,6 +83,12 @@ DESCRIPTIVE = frozenset({"n_items", "n_users", "levels", "codebook_sizes", "sid_
                          "soft_entropy_max"})
 
 
+def metric_name(key: str) -> str:
+    """A name MLflow accepts (alphanumerics, ``_ - . : /`` and spaces): ``recall@10`` -> ``recall_at_10``,
+    an expert named ``shared0(text+image)`` -> ``shared0_text_image_``."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key.replace("@", "_at_"))
+
+
 def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
     """Numeric entries of a (possibly nested) record, lists expanded per index (``utilization.0``);
     the DESCRIPTIVE keys are left to :func:`descriptive_of`.
@@ -90,7 +97,7 @@ def metrics_of(record: dict, prefix: str = "") -> dict[str, float]:
     """
     out = {}
     for k, v in record.items():
-        key = f"{prefix}{k}".replace("@", "_at_")
+        key = metric_name(f"{prefix}{k}")
         if isinstance(v, bool) or k in DESCRIPTIVE:
             continue
         if isinstance(v, (int, float)) and math.isfinite(v):
@@ -120,3 +127,22 @@ def close_stale_runs(reason: str) -> list[str]:
             client.set_terminated(run.info.run_id, status="FAILED")
             closed.append(run.info.run_id)
     return closed
+
+
+def log_report_pages(pages: list[str], run_name: str, run_id: str | None = None,
+                     experiment: str = "sidkit-monitoring", metrics: dict | None = None) -> str | None:
+    """Log a pipeline run's report pages (each page's folder: index.html + summary.json) to MLflow under
+    ``reports/<kind>/<page folder>``, so the page an analyst reads in the reports folder is the one kept
+    beside the run's metrics. Into the run ``run_id`` (training, evaluation), else into a new run of
+    ``experiment`` named after the pipeline run, with ``metrics`` (numeric entries of the command's
+    summary: churn, lift, p-value...). Returns the MLflow run id, or None when there is nothing to log."""
+    from pathlib import Path
+
+    if not pages:
+        return None
+    with mlflow_run(experiment, run_name, run_id=run_id, tags=None if run_id else {"zenml_run": run_name}) as mlflow:
+        for page in map(Path, pages):
+            mlflow.log_artifacts(str(page.parent), artifact_path=f"reports/{page.parent.parent.name}/{page.parent.name}")
+        if metrics and not run_id:
+            mlflow.log_metrics(metrics_of(metrics))
+        return mlflow.active_run().info.run_id

@@ -88,7 +88,8 @@ def assign_semantic_ids(tokenizer: Tokenizer, embeddings: ItemEmbeddings, collis
     Annotated[SIDQuality, Artifacts.SID_QUALITY],
 ]:
     """Encode every item, resolve collisions by the configured policy, measure SID quality."""
-    table, quality = assign_sids(tokenizer, embeddings, collisions.get("policy", "append_token"))
+    table, quality = assign_sids(tokenizer, embeddings, collisions.get("policy", "append_token"),
+                                 bool(collisions.get("per_expert", False)))
     return table, quality
 
 

@@ -68,3 +68,39 @@ def test_relocate_refuses_when_code_space_is_too_small():
 def test_none_policy_keeps_codes():
     codes = np.array([[0, 0], [0, 0]])
     assert resolve_collisions(codes, None, "none").tolist() == codes.tolist()
+
+
+def test_prior_occupancy_is_never_handed_out_again():
+    # append_token: tokens under a prefix continue after the taken ones (published 0 and 3 -> next is 4)
+    taken = np.array([[1, 2, 0], [1, 2, 3], [5, 5, 0]])
+    codes = np.array([[1, 2], [7, 7], [1, 2]])
+    d = np.ones((3, 2, 8))
+    d[0, 1, 2], d[2, 1, 2] = 0.4, 0.2
+    out = append_token(codes, d, taken)
+    assert out.tolist() == [[1, 2, 5], [7, 7, 0], [1, 2, 4]]      # the closer item gets the first free token
+    assert append_token(codes, d).tolist() == [[1, 2, 1], [7, 7, 0], [1, 2, 0]]   # nothing taken: as before
+    # relocate: a taken tuple moves every item on it, a free one is kept by the closest; never onto a taken one
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 4, size=(30, 2))         # 30 items on at most 16 raw tuples of an 8 x 8 space
+    prior = np.array([tuple(codes[0]), (3, 3), (0, 1)])
+    out = resolve_collisions(codes, _dist(codes, 8, rng), "relocate", [8, 8], taken=prior)
+    final = {tuple(r) for r in out.tolist()}
+    assert len(final) == 30 and not final & {tuple(r) for r in prior.tolist()}
+    with pytest.raises(ValueError, match="already taken"):
+        relocate(np.zeros((3, 1), int), np.ones((3, 1, 4)), [4], taken=np.array([[0], [1]]))
+
+
+def test_per_expert_blocks_resolve_each_block_and_need_relocate():
+    from pydantic import ValidationError
+
+    from sidkit.config import CollisionsConfig
+
+    rng = np.random.default_rng(4)
+    codes = np.concatenate([rng.integers(0, 3, (40, 2)), rng.integers(0, 3, (40, 2))], 1)
+    out = resolve_collisions(codes, _dist(codes, 8, rng), "relocate", [8] * 4, blocks=[slice(0, 2), slice(2, 4)])
+    assert collision_rate(out[:, :2]) == 0 and collision_rate(out[:, 2:]) == 0
+    with pytest.raises(ValueError, match="relocate"):
+        resolve_collisions(codes, None, "append_token", blocks=[slice(0, 2), slice(2, 4)])
+    with pytest.raises(ValidationError, match="per_expert"):
+        CollisionsConfig(policy="append_token", per_expert=True)
+    assert CollisionsConfig(policy="relocate", per_expert=True).per_expert

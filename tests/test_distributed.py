@@ -1,7 +1,9 @@
 """torch DDP (gloo, 2 CPU processes) gives the single-process result for the same global batch.
 
 Tolerance: parameters within 1e-4 absolute (float32 sums in a different order across ranks);
-SIDs identical. Dropout is 0: dropout masks are drawn per rank, so they cannot match.
+SIDs identical. Dropout is 0: dropout masks are drawn per rank, so they cannot match. Precision is fp32:
+on a CPU with native bf16, ``auto`` would train in bf16, whose rounding differs with the summation order
+by far more than 1e-4 (this test checks DDP, not precision; tests/test_precision.py checks bf16).
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ from sidkit.retrieval.generator import GeneratorConfig, train_generator
 from sidkit.tokenizers.base import build_tokenizer
 
 GEN = GeneratorConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0, epochs=2, batch_size=16,
-                      warmup_steps=5, max_history=6)
+                      warmup_steps=5, max_history=6, precision="fp32")
 TOK = {"method": "rqvae", "levels": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dims": [32], "epochs": 6,
        "batch_size": 64, "eval_every": 3, "seed": 0}
 

@@ -60,6 +60,11 @@ def test_snapshot_drift_is_found_when_injected_and_quiet_without(snapshots, tmp_
     assert "churn" in reasons            # content shift changed existing items' SIDs
     assert s["per_level"]["sid_0"]["new_vs_existing_distance"] > 0.3   # new theme, new code region
     assert set(drifted.evidently_html) >= {"catalogue_codes", "new_vs_existing_codes", "content_embedding"}
+    # where the 60 new items landed: most share their first code with their nearest existing item by content
+    n = s["new_item_neighbours"]
+    assert n["n_new"] == 60 and len(n["examples"]) == 10 and len(n["examples"][0]["neighbours"]) == 3
+    assert 0.0 <= n["same_first_code"] <= 1.0
+    assert s["moved_examples"] and all(e["reference"] != e["current"] for e in s["moved_examples"])
 
     # SID levels are categorical in Evidently, with a fixed method
     evj = json.dumps(drifted.evidently_json["catalogue_codes"])
@@ -94,6 +99,29 @@ def test_tokenizer_comparison_reports_churn_per_level():
     assert s["sid_churn"] == pytest.approx(0.25)
     assert [s["per_level"][f"sid_{l}"]["churn"] for l in range(3)] == pytest.approx([0, 0, 0.25])
     assert s["drift_detected"] and "churn" in s["reasons"][0]
+    # label-free agreement: the first two levels group the items identically, the full SID does not
+    assert s["agreement"]["prefix_1"]["nmi"] == 1.0 and s["agreement"]["prefix_2"]["ari"] == 1.0
+    assert s["agreement"]["prefix_3"]["nmi"] < 1.0
+    assert len(s["moved_examples"]) == 10 and all(int(e["item_id"][1:]) < 100 for e in s["moved_examples"])
+    assert "Do the two tables group items the same way?" in res.to_html() and s["moved_examples"][0]["item_id"] in res.to_html()
+
+
+def test_agreement_is_blind_to_relabelling_and_matches_textbook_values():
+    from sidkit.monitoring.agreement import partition_agreement
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 12, 600)
+    assert partition_agreement(a, (a * 5 + 7) % 12) == {"nmi": 1.0, "ari": 1.0}      # codes renamed: same grouping
+    # hand example: a = {0,0,1,1}, b = {0,0,0,1}: pairs together in both = 1, a: 2, b: 3, of 6 pairs
+    # ARI = (1 - 2*3/6) / ((2+3)/2 - 2*3/6) = 0 / 1.5 = 0
+    assert partition_agreement(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]))["ari"] == pytest.approx(0.0)
+    noisy = a.copy()
+    noisy[:150] = rng.integers(0, 12, 150)
+    got = partition_agreement(a, noisy)
+    metrics = pytest.importorskip("sklearn.metrics")
+    assert got["nmi"] == pytest.approx(metrics.normalized_mutual_info_score(a, noisy), abs=1e-6)
+    assert got["ari"] == pytest.approx(metrics.adjusted_rand_score(a, noisy), abs=1e-6)
+    assert partition_agreement(a, rng.integers(0, 12, 600))["ari"] < 0.02            # independent: ~chance
 
 
 def test_append_mode_keeps_every_published_sid(snapshots):

@@ -55,6 +55,37 @@ def test_unique_sids_same_seed_same_sids_and_reload(method, views, tmp_path):
     np.testing.assert_array_equal(reloaded.encode(x).codes, tok.encode(x).codes)
     assert set(q.recon_loss_per_view) == set(VIEWS[method])
     assert history[-1]["loss"] < history[0]["loss"]
+    # each expert's block of codes has its own collision rate, at least the joint one (a block is a coarser key)
+    experts = tok.describe()["experts"]
+    assert list(q.collision_rate_per_expert) == experts and len(experts) >= 2
+    assert all(q.collision_rate <= r <= 1 for r in q.collision_rate_per_expert.values())
+
+
+def test_macrec_collisions_per_modality_make_each_branch_unique(views):
+    from sidkit.evaluation.sid_quality import collision_rate
+    from sidkit.sids.stable import extend_sid_table
+    from sidkit.sids.table import build_sid_table
+
+    emb, _ = views
+    tok, _ = _fit(emb, "macrec", epochs=5, codebook_size=32)        # 400 items, 8 clusters: branches collide
+    joint, q = assign_sids(tok, emb, "relocate")
+    assert min(q.collision_rate_per_expert.values()) > 0.05
+    table, q2 = assign_sids(tok, emb, "relocate", per_expert=True)
+    assert q2.collision_rate_final == 0 and table.info["collisions_per_expert"] is True
+    assert collision_rate(table.sids()[:, :2]) == 0 and collision_rate(table.sids()[:, 2:]) == 0
+    assert q2.collision_rate_per_expert == q.collision_rate_per_expert       # the raw rates, before resolution
+    # append mode keeps the layout: the new items are unique per branch against the published ones too
+    ids = table.frame["item_id"].to_list()
+    published = build_sid_table(ids[:300], table.codes()[:300], table.sids()[:300], table.method,
+                                table.codebook_sizes, table.collision_policy, info=table.info)
+    extended, stats = extend_sid_table(published, tok, emb)
+    assert stats["new_items"] == 100 and stats["kept_share"] == 1.0
+    assert collision_rate(extended.sids()[:, :2]) == 0 and collision_rate(extended.sids()[:, 2:]) == 0
+    with pytest.raises(ValueError, match="relocate"):
+        assign_sids(tok, emb, "append_token", per_expert=True)
+    rq, _ = fit_tokenizer(emb, {**BASE, "method": "rqkmeans", "input_views": ["text"]})
+    with pytest.raises(ValueError, match="several experts"):
+        assign_sids(rq, emb, "relocate", per_expert=True)
 
 
 def test_views_the_data_lacks_are_refused(views):

@@ -130,6 +130,15 @@ def test_drift_cli_between_versions(cli, retrain_runs):
     assert set(d["per_level"]) == {"sid_0", "sid_1", "sid_2", "sid_3"}
     assert f"{MODEL} v{s1['model_version']}" in Path(d["report_html"]).read_text()
     assert all({"distance", "drifted", "churn"} <= set(v) for v in d["per_level"].values())
+    # the same page in MLflow, beside the drift numbers, in a run named after the pipeline run
+    from sidkit.tracking import _mlflow
+
+    client = _mlflow().MlflowClient()
+    run = client.get_run(d["reports_mlflow_run_id"])
+    assert run.info.run_name == d["run_name"] and run.data.metrics["sid_churn"] == 0.0
+    folder = Path(d["report_html"]).parent
+    logged = [f.path for f in client.list_artifacts(run.info.run_id, f"reports/drift/{folder.name}")]
+    assert {f"reports/drift/{folder.name}/index.html", f"reports/drift/{folder.name}/summary.json"} <= set(logged)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from sidkit.evaluation.sid_quality import (
     check_health,
     collision_rate,
     colliding_item_share,
+    expert_blocks,
     gini,
     sid_quality,
 )
@@ -22,6 +23,18 @@ def test_collision_rate_and_colliding_share():
     assert collision_rate(CODES) == pytest.approx(1 / 4)        # 4 items, 3 unique tuples
     assert colliding_item_share(CODES) == pytest.approx(2 / 4)  # two items share (0, 0)
     assert collision_rate(np.array([[1], [1], [1]])) == pytest.approx(2 / 3)
+
+
+def test_collision_rate_per_expert_block():
+    # two experts x 2 levels: jointly unique, but the second expert's block repeats (1, 1) three times
+    codes = np.array([[0, 0, 1, 1], [0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 0]])
+    blocks = expert_blocks({"experts": ["text", "image"], "levels": 2}, codes.shape[1])
+    q = sid_quality(codes, None, [2] * 4, experts=blocks)
+    assert q.collision_rate == 0
+    assert q.collision_rate_per_expert == {"text": 0.0, "image": pytest.approx(2 / 4)}
+    assert expert_blocks({"experts": ["text"], "levels": 2}, 2) == {}          # one expert: nothing to split
+    assert expert_blocks({"experts": ["a", "b"], "levels": 2}, 5) == {}        # layout does not match: no guess
+    assert sid_quality(codes, None, [2] * 4).collision_rate_per_expert == {}
 
 
 def test_gini_hand_values():
@@ -64,3 +77,16 @@ def test_utilisation_threshold_is_capped_by_item_count():
     check_health(q, HealthThresholds(min_utilization=0.1, min_normalized_entropy=None))
     with pytest.raises(SIDHealthError):
         check_health(sid_quality(codes[:, :1] * 0, None, [256]), HealthThresholds(min_utilization=0.1))
+
+
+def test_every_quality_figure_has_a_name_mlflow_accepts():
+    """Expert names such as 'shared0(text+image)' became metric names MLflow refuses, failing the training run."""
+    import re
+
+    from sidkit.tracking import metrics_of
+
+    codes = np.array([[0, 0, 1, 1], [0, 1, 1, 1], [1, 0, 1, 1]])
+    blocks = expert_blocks({"experts": ["shared0(text+image)", "text0(text)"], "levels": 2}, 4)
+    names = metrics_of({**sid_quality(codes, None, [2] * 4, experts=blocks).to_dict(), "recall@10": 0.1}, "final.")
+    assert "final.collision_rate_per_expert.shared0_text_image_" in names and "final.recall_at_10" in names
+    assert all(re.fullmatch(r"[A-Za-z0-9_\-. :/]+", n) for n in names)

@@ -71,13 +71,26 @@ class SIDQuality:
     joint_utilization: float
     recon_loss: float | None = None
     recon_loss_per_view: dict[str, float] = field(default_factory=dict)
+    # multi-expert SIDs (MACRec: one branch per modality): collision rate of each expert's own block of codes,
+    # before resolution -- what a per-modality trie sees; the joint rate above can be 0 while a branch collides
+    collision_rate_per_expert: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def expert_blocks(info: dict, width: int) -> dict[str, slice]:
+    """Each expert's block of SID positions, where a tokenizer's ``describe()`` names two or more experts laid
+    side by side with ``levels`` codes each (multi-expert methods); empty otherwise."""
+    experts, levels = info.get("experts") or [], int(info.get("levels") or 0)
+    if len(experts) < 2 or levels * len(experts) != width:
+        return {}
+    return {name: slice(e * levels, (e + 1) * levels) for e, name in enumerate(experts)}
+
+
 def sid_quality(codes: np.ndarray, final_sids: np.ndarray | None, codebook_sizes: list[int],
-                recon_loss: float | None = None, recon_loss_per_view: dict[str, float] | None = None) -> SIDQuality:
+                recon_loss: float | None = None, recon_loss_per_view: dict[str, float] | None = None,
+                experts: dict[str, slice] | None = None) -> SIDQuality:
     codes = np.asarray(codes, dtype=np.int64)
     n, L = codes.shape
     counts = [level_counts(codes[:, l], codebook_sizes[l]) for l in range(L)]
@@ -98,6 +111,7 @@ def sid_quality(codes: np.ndarray, final_sids: np.ndarray | None, codebook_sizes
         joint_utilization=float(len(np.unique(codes, axis=0)) / max(min(n, space), 1)),
         recon_loss=None if recon_loss is None else float(recon_loss),
         recon_loss_per_view=dict(recon_loss_per_view or {}),
+        collision_rate_per_expert={name: collision_rate(codes[:, block]) for name, block in (experts or {}).items()},
     )
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from sidkit.monitoring.agreement import moved_items, new_item_neighbours, prefix_agreement
+
 
 class DriftThresholds(BaseModel):
     """When a comparison counts as drift (the drift gate's rule)."""
@@ -240,6 +242,9 @@ def compare_tokenizers(reference: SIDState, current: SIDState, thresholds: Drift
         "drift_detected": bool(reasons), "reasons": reasons,
         "sid_churn": churn["whole"], "kept_sids": churn["kept"], "n_common_items": churn["n_common"],
         "per_level": per_level,
+        # label-free: do the two tables group the same items together, whatever their code labels?
+        "agreement": prefix_agreement(reference.sids[r], current.sids[c]) if rows else {},
+        "moved_examples": moved_items([current.item_ids[k] for k in c], reference.sids[r], current.sids[c]) if rows else [],
         "usage": {"reference": _usage(reference.sids), "current": _usage(current.sids)},
         "thresholds": t.model_dump(),
     }
@@ -251,6 +256,8 @@ def compare_snapshots(reference: SIDState, current: SIDState, thresholds: DriftT
     t = _thresholds(thresholds)
     ref_index = reference.index()
     is_new = np.array([i not in ref_index for i in current.item_ids], bool)
+    common = np.flatnonzero(~is_new)
+    ref_rows = np.array([ref_index[current.item_ids[k]] for k in common], dtype=np.int64)
     n_levels = current.sids.shape[1]
     levels = [f"sid_{l}" for l in range(n_levels)]
     pages, jsons, reasons = {}, {}, []
@@ -328,6 +335,9 @@ def compare_snapshots(reference: SIDState, current: SIDState, thresholds: DriftT
         "n_reference_items": len(reference.item_ids), "n_current_items": len(current.item_ids),
         "new_items": int(is_new.sum()), "new_item_share": float(is_new.mean()) if len(is_new) else 0.0,
         "per_level": per_level, "content_embedding": embedding, "popularity": popularity,
+        "moved_examples": moved_items([current.item_ids[k] for k in common], reference.sids[ref_rows], current.sids[common]),
+        "new_item_neighbours": None if current.embeddings is None else new_item_neighbours(
+            current.item_ids, current.sids, current.embeddings, is_new),
         "usage": {"reference": _usage(reference.sids), "current": _usage(current.sids)},
         "thresholds": t.model_dump(),
     }

@@ -177,6 +177,8 @@ def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None 
              ("new items", summary.get("new_items")), ("created", summary.get("created"))]
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v is not None)
     verdict = "DRIFT" if drifted else "no drift"
+    extra = _agreement_section(summary.get("agreement")) + _moved_section(summary.get("moved_examples")) \
+        + _neighbours_section(summary.get("new_item_neighbours"))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>SID drift: {verdict}</title>
 <style>{STYLE}</style></head><body>
 <h1 id="verdict" style="color:{RED if drifted else GREEN}">SID drift: {verdict}</h1>
@@ -187,5 +189,42 @@ per-column tests and may say "Dataset Drift is detected" where these thresholds 
 <h2>Per SID level</h2>
 <p>Levels are code positions; the last one may be the disambiguation token that collision resolution appends.</p>
 <table><tr><th>level</th>{head}<th>drifted</th></tr>{rows}</table>
+{extra}
 <h2>Evidently reports</h2><ul>{section_links or '<li>none (nothing to compare)</li>'}</ul>
 </body></html>"""
+
+
+def _agreement_section(agreement: dict | None) -> str:
+    """Label-free agreement of two SID tables per prefix depth (sidkit.monitoring.agreement)."""
+    if not agreement:
+        return ""
+    rows = "".join(f"<tr><td>first {k.split('_')[1]} code(s)</td><td class='num'>{v['nmi']:.3f}</td>"
+                   f"<td class='num'>{v['ari']:.3f}</td><td class='num'>{v['groups_reference']}</td>"
+                   f"<td class='num'>{v['groups_current']}</td></tr>" for k, v in agreement.items())
+    return ("<h2 id='agreement'>Do the two tables group items the same way?</h2>"
+            "<p>Code labels of two tokenizers are arbitrary, so this compares groupings, not labels: items that share "
+            "a SID prefix form a group. NMI 1 = the same grouping up to relabelling, 0 = unrelated; ARI = agreement of "
+            "item pairs (together in both, apart in both), 1 = identical, ~0 = chance.</p>"
+            "<table><tr><th>prefix</th><th>NMI</th><th>ARI</th><th>groups (reference)</th><th>groups (current)</th></tr>"
+            f"{rows}</table>")
+
+
+def _moved_section(examples: list[dict] | None) -> str:
+    if not examples:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(str(e['item_id']))}</td><td>{html.escape(e['reference'])}</td>"
+                   f"<td>{html.escape(e['current'])}</td></tr>" for e in examples)
+    return ("<h2 id='moved'>Items whose SID changed (a sample)</h2>"
+            f"<table><tr><th>item</th><th>reference SID</th><th>current SID</th></tr>{rows}</table>")
+
+
+def _neighbours_section(n: dict | None) -> str:
+    if not n or not n.get("examples"):
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(str(e['item_id']))}</td><td>{html.escape(e['sid'])}</td><td>"
+                   + ", ".join(f"{html.escape(str(x['item_id']))} ({html.escape(x['sid'])})" for x in e["neighbours"])
+                   + "</td></tr>" for e in n["examples"])
+    return ("<h2 id='new-items'>Where new items landed</h2>"
+            f"<p>{n['same_first_code']:.1%} of the {n['n_new']} new items share their first code with their nearest "
+            "existing item by content (cosine on the content embedding). A sample, with the 3 nearest existing items:</p>"
+            f"<table><tr><th>new item</th><th>SID</th><th>nearest existing items (SID)</th></tr>{rows}</table>")

@@ -4,11 +4,11 @@
 (new-item churn is zero by construction) and gives each new item a free SID:
 
 * the tokenizer (the one that produced the published table) encodes the new items;
-* ``append_token``: the new item keeps its codes and gets the smallest disambiguation
-  token unused under that prefix (published SIDs included);
-* ``relocate``: the nearest free tuple in the same "change as late a level as possible"
-  order as sidkit.sids.collisions (published SIDs count as taken);
-* ``none``: raw codes (collisions possible, the health gate decides).
+* collisions are resolved by the table's policy with the published SIDs as prior occupancy
+  (``sidkit.sids.collisions.resolve_collisions(..., taken=...)``, the one resolver):
+  ``append_token`` continues each prefix's disambiguation tokens after the published ones,
+  ``relocate`` moves a new item off a published tuple, ``none`` keeps raw codes (collisions
+  possible, the health gate decides).
 
 Published items missing from the new catalogue are retired: their SIDs stay reserved
 (never handed to another item) and are listed in ``info["retired_sids"]``.
@@ -16,11 +16,11 @@ Published items missing from the new catalogue are retired: their SIDs stay rese
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
+
+from sidkit.evaluation.sid_quality import expert_blocks
 from sidkit.features.embeddings import ItemEmbeddings
-from sidkit.sids.collisions import CollisionPolicy, _nearest_free
+from sidkit.sids.collisions import CollisionPolicy, resolve_collisions
 from sidkit.sids.table import SIDTable, build_sid_table
 from sidkit.tokenizers.base import Tokenizer
 
@@ -51,33 +51,13 @@ def extend_sid_table(published: SIDTable, tokenizer: Tokenizer, embeddings: Item
 
     if new_rows:
         enc = tokenizer.encode(x[new_rows])
-        new_codes = np.asarray(enc.codes, np.int64)
-        codes[new_rows] = new_codes
-        taken = {tuple(r) for r in pub_final.tolist()}  # kept and retired SIDs
-        if policy is CollisionPolicy.APPEND_TOKEN:
-            next_token: dict[tuple, int] = defaultdict(int)
-            for r in pub_final.tolist():
-                next_token[tuple(r[:L])] = max(next_token[tuple(r[:L])], r[L] + 1)
-            own = enc.distances[np.arange(len(new_rows)), L - 1, new_codes[:, L - 1]] if enc.distances is not None \
-                else np.zeros(len(new_rows))
-            for j in np.lexsort((np.arange(len(new_rows)), own, *new_codes.T[::-1])):
-                prefix = tuple(new_codes[j].tolist())
-                final[new_rows[j]] = (*prefix, next_token[prefix])
-                next_token[prefix] += 1
-        elif policy is CollisionPolicy.RELOCATE:
-            sizes = tokenizer.codebook_sizes
-            capacity = float(np.prod([float(k) for k in sizes]))
-            if len(taken) + len(new_rows) > capacity:
-                raise ValueError(f"{len(taken)} published and {len(new_rows)} new items do not fit in a code space of "
-                                 f"{int(capacity)} SIDs; retrain the tokenizer with more codes (full retrain mode)")
-            for j in range(len(new_rows)):
-                sid = tuple(new_codes[j].tolist())
-                if sid in taken:
-                    sid = _nearest_free(sid, enc.distances[j], sizes, taken)
-                taken.add(sid)
-                final[new_rows[j]] = sid
-        else:
-            final[new_rows] = new_codes
+        codes[new_rows] = enc.codes
+        try:  # published SIDs, kept and retired, are taken: never handed to a new item
+            blocks = expert_blocks(published.info, L) if published.info.get("collisions_per_expert") else {}
+            final[new_rows] = resolve_collisions(enc.codes, enc.distances, policy, tokenizer.codebook_sizes,
+                                                 taken=pub_final, blocks=list(blocks.values()) or None)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; retrain the tokenizer with more codes (full retrain mode)") from exc
         for c, w in tokenizer.item_weights(x[new_rows]).items():
             if c in extra:
                 extra[c][new_rows] = w

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from sidkit.evaluation.sid_quality import SIDQuality, sid_quality
+from sidkit.evaluation.sid_quality import SIDQuality, expert_blocks, sid_quality
 from sidkit.features.embeddings import ItemEmbeddings
 from sidkit.sids.collisions import CollisionPolicy, resolve_collisions
 from sidkit.sids.table import SIDTable, build_sid_table
@@ -32,17 +32,25 @@ def fit_tokenizer(embeddings: ItemEmbeddings, config: TokenizerConfig | dict,
 
 
 def assign_sids(tokenizer: Tokenizer, embeddings: ItemEmbeddings,
-                policy: CollisionPolicy | str = CollisionPolicy.APPEND_TOKEN) -> tuple[SIDTable, SIDQuality]:
+                policy: CollisionPolicy | str = CollisionPolicy.APPEND_TOKEN,
+                per_expert: bool = False) -> tuple[SIDTable, SIDQuality]:
+    """Encode every item and resolve collisions; ``per_expert``: each expert's block on its own
+    (sidkit.sids.collisions; recorded in the table's info so append-mode retraining does the same)."""
     views = tokenizer.config.input_views
     x = embeddings.matrix(views)
     enc = tokenizer.encode(x)
-    final = resolve_collisions(enc.codes, enc.distances, policy, tokenizer.codebook_sizes)
+    blocks = expert_blocks(tokenizer.describe(), enc.codes.shape[1])
+    if per_expert and not blocks:
+        raise ValueError(f"collisions per expert need a tokenizer with several experts side by side; "
+                         f"{tokenizer.method} has one block of codes")
+    final = resolve_collisions(enc.codes, enc.distances, policy, tokenizer.codebook_sizes,
+                               blocks=list(blocks.values()) if per_expert else None)
     recon = tokenizer.reconstruction_loss(x)
     per_view = _per_view_recon(tokenizer, embeddings, views)
-    quality = sid_quality(enc.codes, final, tokenizer.codebook_sizes, recon, per_view)
+    quality = sid_quality(enc.codes, final, tokenizer.codebook_sizes, recon, per_view, blocks)
+    info = {"input_views": list(views), **tokenizer.describe(), **({"collisions_per_expert": True} if per_expert else {})}
     table = build_sid_table(embeddings.item_ids, enc.codes, final, tokenizer.method, tokenizer.codebook_sizes,
-                            str(CollisionPolicy(policy)), info={"input_views": list(views), **tokenizer.describe()},
-                            extra_columns=tokenizer.item_weights(x))
+                            str(CollisionPolicy(policy)), info=info, extra_columns=tokenizer.item_weights(x))
     return table, quality
 
 
@@ -52,7 +60,8 @@ def measure_quality(tokenizer: Tokenizer, embeddings: ItemEmbeddings, table: SID
     pos = {i: k for k, i in enumerate(embeddings.item_ids)}
     rows = [pos[i] for i in table.frame["item_id"].to_list()]
     return sid_quality(table.codes(), table.sids(), tokenizer.codebook_sizes, tokenizer.reconstruction_loss(x[rows]),
-                       _per_view_recon(tokenizer, embeddings, tokenizer.config.input_views))
+                       _per_view_recon(tokenizer, embeddings, tokenizer.config.input_views),
+                       expert_blocks(tokenizer.describe(), table.codes().shape[1]))
 
 
 def _per_view_recon(tokenizer: Tokenizer, embeddings: ItemEmbeddings, views) -> dict[str, float]:
