@@ -158,6 +158,10 @@ def checked_params(config_path: str, pipeline, summary_path: str | None) -> dict
         cfg = check_config_file(config_path, set(signature), required - CLI_PARAMETERS, SETS)
     except ConfigFileError as exc:
         fail(summary_path, f"config error: {exc}", code=2)
+    from pipelines.housekeeping import dead_local_server
+
+    if problem := dead_local_server():
+        fail(summary_path, problem, code=2)
     prepare_state()
     return cfg.get("parameters") or {}
 

@@ -15,6 +15,34 @@ from sidkit.utils import log
 STALE_REASON = "closed by sidkit: the process that ran it ended without finishing it (killed or crashed)"
 
 
+def dead_local_server() -> str | None:
+    """A message when ZenML is set to a local dashboard server (``zenml login --local``) that is not running --
+    e.g. after a reboot -- else None. Without this check every command spends ~30 s retrying, then prints a
+    traceback."""
+    import os
+    import socket
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    import yaml
+
+    config = Path(os.environ.get("ZENML_CONFIG_PATH", "")) / "config.yaml"
+    try:
+        store = (yaml.safe_load(config.read_text()) or {}).get("store") or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    url = urlparse(str(store.get("url", "")))
+    if store.get("type") != "rest" or url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        socket.create_connection((url.hostname, url.port or 80), timeout=1.0).close()
+        return None
+    except OSError:
+        return (f"ZenML is set to the local dashboard server at {store['url']} (zenml login --local), which is not "
+                f"running. Start it again with `source {Path(os.environ.get('SIDKIT_HOME', '.sidkit'))}/env.sh && "
+                "zenml login --local`, or go back to the local database with `zenml logout --local`.")
+
+
 def initialise_state() -> None:
     """Create (and migrate) the ZenML and MLflow stores one process at a time: concurrent first uses raced."""
     with waiting("state-initialisation"):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT = ("from sidkit.settings import configure_environment; configure_environment()\n"
@@ -42,3 +43,29 @@ def test_a_process_uses_the_cores_it_was_given(monkeypatch):
             compute_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_dead_local_dashboard_server_is_named_not_retried(tmp_path, monkeypatch):
+    """After `zenml login --local` and a reboot, every command retried ~30 s and printed a traceback."""
+    import socket
+
+    from pipelines.housekeeping import dead_local_server
+
+    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path))
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+
+    def store(**kw):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({"store": kw}))
+
+    store(type="rest", url=f"http://127.0.0.1:{port}")
+    assert dead_local_server() is None                                  # running: fine
+    listening.close()
+    message = dead_local_server()
+    assert f"127.0.0.1:{port}" in message and "zenml logout --local" in message and "zenml login --local" in message
+    store(type="sql", url="sqlite:////x/zenml.db")
+    assert dead_local_server() is None                                  # the local database: nothing to check
+    store(type="rest", url="https://zenml.example.com")
+    assert dead_local_server() is None                                  # a remote server is not ours to probe
