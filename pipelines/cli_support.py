@@ -43,9 +43,12 @@ def failure_summary(pipeline_name: str, exc: BaseException, started: datetime) -
             step = run.steps.get("validate_data") if pipeline_name == "training_pipeline" else None
             if step is not None and step.status.value == "completed":
                 report = step.outputs["validation_report"][0].load()
+                from steps.data import validation_page_folder
+
+                page = validation_page_folder(run.name) / "report.html"
                 summary["validation"] = {"passed": report.passed, "rejected_rows": report.rejected_rows,
                                          "mode": report.mode, "accounting": report.accounting,
-                                         "report_html": report.html_path}
+                                         "report_html": str(page.resolve()) if page.exists() else None}
             for name, s in run.steps.items():
                 if s.status.value == "failed":
                     summary["failed_step"] = name

@@ -19,7 +19,7 @@ def validated_inputs(dataset: dict, validation: dict | None, max_history: int, f
     splits = split_data(catalogue, passed, max_history=max_history)
     embeddings = embed_items(catalogue, splits, features or {}, precomputed_fingerprint(features))
     emb_report, _ = validate_item_embeddings(catalogue, embeddings)
-    validation_gate(emb_report, id="embedding_validation_gate")
+    validation_gate(emb_report, publish=False, id="embedding_validation_gate")
     return catalogue, report, splits, embeddings
 
 

@@ -33,15 +33,22 @@ def validate_data(catalogue: Catalogue, rules: dict) -> Tuple[
 ]:
     """Run the checks; never raises for bad data, so the report and quarantine are always stored."""
     report, quarantine, validated = validate_catalogue(catalogue, rules)
-    report.save(state_dir() / "reports" / "validation" / get_step_context().pipeline_run.name)
     return validated, report, quarantine
 
 
 @step(enable_cache=False)
-def validation_gate(report: ValidationReport) -> Annotated[bool, "validation_passed"]:
-    """Stop the pipeline if validation failed; the message names file, row and column."""
+def validation_gate(report: ValidationReport, publish: bool = True) -> Annotated[bool, "validation_passed"]:
+    """Write this run's validation page (``publish``; also when the checks came from the step cache, so every
+    run lists its page), then stop the pipeline if validation failed; the message names file, row, column."""
+    if publish:
+        report.save(validation_page_folder(get_step_context().pipeline_run.name))
     raise_for_report(report)
     return True
+
+
+def validation_page_folder(run_name: str):
+    """Where a run's data validation page goes: ``<reports>/validation/<run name>/report.html``."""
+    return state_dir() / "reports" / "validation" / run_name
 
 
 @step

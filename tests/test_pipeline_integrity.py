@@ -1,6 +1,7 @@
 """Pipeline-level integrity: warm caches give the same SIDs, edited files are re-read, errors name their own run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,11 @@ def test_warm_cache_and_no_cache_rerun_give_byte_identical_sids(cli, tmp_path):
     assert not (e2.views["text"][hamlet[0]] == e2.views["text"][1]).all()  # Heat is not Hamlet
     assert t1.frame.equals(t2.frame)
     assert t1.frame.write_csv() == t2.frame.write_csv()
+    # a third run served from the step cache still writes and lists its own validation page
+    third, s3 = _train(cli, config, tmp_path / "s3.json")
+    assert third.exit_code == 0, third.output
+    page = [p for p in s3["reports"] if "/validation/" in p]
+    assert len(page) == 1 and s3["run_name"] in page[0] and Path(page[0]).exists()
 
 
 @pytest.mark.slow
