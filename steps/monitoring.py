@@ -7,6 +7,7 @@ from typing import Annotated, Tuple
 
 from zenml import get_step_context, log_metadata, step
 
+from sidkit.data.snapshots import last_month
 from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
 from sidkit.monitoring.drift import (
@@ -64,7 +65,10 @@ def detect_sid_drift(
         result = compare_snapshots(ref, cur, t)
     else:
         raise ValueError(f"drift mode must be tokenizers, snapshots or auto, got {mode!r}")
-    result.summary = {**result.summary, "run_name": ctx.pipeline_run.name, "model": model_name or model}
+    result.summary = {**result.summary, "run_name": ctx.pipeline_run.name, "model": model_name or model,
+                      # the months the two snapshots reach: the overview's month-by-month trend reads them
+                      "snapshot_months": {"reference": last_month(reference_splits.interactions),
+                                          "current": last_month(current_splits.interactions)}}
     page = publish_report(result, f"{name}-{ctx.pipeline_run.name}", reports_dir)
     summary = {**result.summary, "report_html": str(page), "run_name": ctx.pipeline_run.name}
     result.summary = summary

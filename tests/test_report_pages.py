@@ -83,3 +83,33 @@ def test_drift_page_says_which_verdict_counts_and_shows_each_level_against_its_t
     assert "shop v2 (champion)" in page and "12.50% (threshold 5%)" in page
     assert "JS distance (threshold 0.1)" in page and "0.123<" in page and "12.5%<" in page
     assert "href='sid_levels.html'" in page
+
+
+def test_the_overview_draws_the_month_by_month_trend_of_snapshot_drift(tmp_path):
+    def drift(folder, month, created, churn, new, demand, drifted=False, model="shop", mode="snapshots"):
+        (tmp_path / "drift" / folder).mkdir(parents=True)
+        (tmp_path / "drift" / folder / "summary.json").write_text(json.dumps(
+            {"name": folder, "created": created, "mode": mode, "model": model, "drift_detected": drifted,
+             "sid_churn": churn, "new_items": new, "snapshot_months": {"reference": "x", "current": month},
+             "per_level": {"sid_0": {"demand_distance": demand}, "sid_1": {"demand_distance": demand / 2}}}))
+
+    drift("a", "1997-11", "2026-01-01T00:00:00+00:00", 0.0, 178, 0.12)
+    drift("b", "1997-12", "2026-01-02T00:00:00+00:00", 0.0, 76, 0.08)
+    drift("c", "1997-12", "2026-01-03T00:00:00+00:00", 0.02, 75, 0.09, drifted=True)   # a re-run of that month wins
+    drift("d", "1997-10", "2026-01-04T00:00:00+00:00", 0.0, 0, 0.0, mode="tokenizers")  # not a snapshot comparison
+    index = write_overview(tmp_path).read_text()
+    trend = index[index.index("Month by month: shop"):index.index("Every report")]
+    assert trend.index("1997-11") < trend.index("1997-12") and "1997-10" not in trend
+    assert "<polyline" in trend and "new items (max 178)" in trend
+    assert "drift/c/index.html" in trend and "drift/b/index.html" not in trend
+    assert "2.0%" in trend and "0.090" in trend
+
+
+def test_last_month_of_a_snapshot():
+    import polars as pl
+
+    from sidkit.data.snapshots import last_month
+
+    assert last_month(pl.DataFrame({"timestamp": [883612800 - 1, None, 875000000]})) == "1997-12"
+    assert last_month(pl.DataFrame({"timestamp": pl.Series([None], dtype=pl.Int64)})) is None
+    assert last_month(pl.DataFrame({"item_id": ["a"]})) is None

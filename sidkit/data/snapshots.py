@@ -29,6 +29,14 @@ def month_end(month: str) -> int:
     return int(nxt.timestamp())
 
 
+def last_month(interactions: pl.DataFrame) -> str | None:
+    """The month ("YYYY-MM", UTC) of the latest timestamped interaction: what a snapshot reaches; None without timestamps."""
+    ts = interactions["timestamp"].drop_nulls() if "timestamp" in interactions.columns else None
+    if ts is None or ts.is_empty():
+        return None
+    return datetime.fromtimestamp(int(ts.max()), timezone.utc).strftime("%Y-%m")
+
+
 def months(cat: Catalogue) -> list[str]:
     """The months ("YYYY-MM", UTC) that have interactions, in order."""
     ts = cat.interactions["timestamp"].drop_nulls()

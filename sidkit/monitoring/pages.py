@@ -228,3 +228,34 @@ def _neighbours_section(n: dict | None) -> str:
             f"<p>{n['same_first_code']:.1%} of the {n['n_new']} new items share their first code with their nearest "
             "existing item by content (cosine on the content embedding). A sample, with the 3 nearest existing items:</p>"
             f"<table><tr><th>new item</th><th>SID</th><th>nearest existing items (SID)</th></tr>{rows}</table>")
+
+
+def trend_svg(months: list[str], series: dict[str, list[float | None]], width: int = 720, height: int = 200) -> str:
+    """A month-by-month line chart: one line per series (each scaled to its own maximum, labelled with it),
+    months on the x axis. Inline SVG, no scripts."""
+    colours = ["#1565c0", "#b00020", "#2e7d32", "#6a1b9a"]
+    left, right, top, bottom = 50, 180, 12, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    n = max(len(months), 1)
+    x = lambda i: left + (i + 0.5) * plot_w / n  # noqa: E731
+    parts = [f"<svg role='img' aria-label='month-by-month trend' width='{width}' height='{height}' "
+             "xmlns='http://www.w3.org/2000/svg' font-family='sans-serif' font-size='11'>",
+             f"<line x1='{left}' x2='{left + plot_w}' y1='{top + plot_h}' y2='{top + plot_h}' stroke='#333'/>",
+             f"<line x1='{left}' x2='{left}' y1='{top}' y2='{top + plot_h}' stroke='#333'/>",
+             f"<text x='{left - 6}' y='{top + 8}' text-anchor='end'>max</text>",
+             f"<text x='{left - 6}' y='{top + plot_h}' text-anchor='end'>0</text>"]
+    for i, m in enumerate(months):
+        parts.append(f"<text x='{x(i):.1f}' y='{top + plot_h + 16}' text-anchor='middle'>{html.escape(m)}</text>")
+    for k, (name, values) in enumerate(series.items()):
+        colour = colours[k % len(colours)]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        top_value = max(finite + [0.0]) or 1.0
+        y = lambda v: top + plot_h - v / top_value * plot_h  # noqa: E731
+        points = [(x(i), y(v)) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+        if len(points) > 1:
+            parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='"
+                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in points) + "'/>")
+        parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{colour}'/>" for a, b in points]
+        parts.append(f"<text x='{left + plot_w + 10}' y='{top + 14 + 16 * k}' fill='{colour}'>"
+                     f"{html.escape(name)} (max {_num(max(finite)) if finite else 'n/a'})</text>")
+    return "".join(parts) + "</svg>"

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sidkit.monitoring.drift import DriftResult
-from sidkit.monitoring.pages import drift_html
+from sidkit.monitoring.pages import drift_html, trend_svg
 from sidkit.settings import state_dir
 
 
@@ -106,13 +106,49 @@ def write_overview(root: Path | None = None) -> Path:
         f"<td>{esc(e.get('run_name'))}</td></tr>" for e in entries)
     root.mkdir(parents=True, exist_ok=True)
     index = root / "index.html"
+    trend = month_trend(root)
     index.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>sidkit reports</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}
 tr:nth-child(even){{background:#f4f4f4}}</style></head><body><h1>sidkit reports</h1>
 <p>{len(entries)} report(s), newest first. Drift reports alone, with churn: <a href="drift/index.html">drift/</a>.</p>
+{trend}
+<h2>Every report</h2>
 <table><tr><th>date (UTC)</th><th>kind</th><th>report</th><th>model</th><th>versions</th><th>verdict</th><th>run</th></tr>
 {rows}</table></body></html>""", encoding="utf-8")
     return index
+
+
+def month_trend(root: Path) -> str:
+    """Month by month, per model: churn of existing items' SIDs, new items and the demand shift across codes, from
+    the snapshot drift reports (the latest report per snapshot month); a chart and the numbers. Empty if none."""
+    latest: dict[tuple[str, str], dict] = {}
+    for path in sorted((root / "drift").glob("*/summary.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        month = (s.get("snapshot_months") or {}).get("current")
+        if s.get("mode") != "snapshots" or not month:
+            continue
+        key = (str(s.get("model") or "model"), month)
+        if s.get("created", "") >= latest.get(key, {}).get("created", ""):
+            latest[key] = {**s, "href": f"drift/{path.parent.name}/index.html"}
+    out = []
+    for model in sorted({m for m, _ in latest}):
+        months = sorted(month for m, month in latest if m == model)
+        rows = [latest[(model, month)] for month in months]
+        demand = [max((v.get("demand_distance") or 0.0 for v in r.get("per_level", {}).values()), default=None) for r in rows]
+        chart = trend_svg(months, {"SID churn (share of existing items)": [r.get("sid_churn") for r in rows],
+                                   "new items": [r.get("new_items") for r in rows],
+                                   "demand shift (largest JS distance)": demand})
+        table = "".join(
+            f"<tr><td>{html.escape(m)}</td><td>{(r.get('sid_churn') or 0):.1%}</td><td>{r.get('new_items', '')}</td>"
+            f"<td>{'' if d is None else f'{d:.3f}'}</td><td style='color:{'#b00020' if r.get('drift_detected') else '#1b5e20'}'>"
+            f"<a href='{html.escape(r['href'])}'>{'DRIFT' if r.get('drift_detected') else 'no drift'}</a></td></tr>"
+            for m, r, d in zip(months, rows, demand))
+        out.append(f"<h2>Month by month: {html.escape(model)}</h2>{chart}<table><tr><th>snapshot month</th><th>SID churn</th>"
+                   f"<th>new items</th><th>demand shift</th><th>drift report</th></tr>{table}</table>")
+    return "".join(out)
 
 
 def run_reports(run_name: str, root: Path | None = None) -> list[str]:
