@@ -134,7 +134,9 @@ def finish(summary_path: str | None, summary: dict, run_name: str, line: str, tr
     tracking = tracking or {}
     if summary["reports"] and tracking.get("enabled", True):
         from sidkit.tracking import log_report_pages
+        from steps.context import use_stack_experiment_tracker
 
+        use_stack_experiment_tracker()
         numbers = {k: v for k, v in summary.items() if k not in ("reports", "reference", "current", "production")}
         summary["reports_mlflow_run_id"] = log_report_pages(
             summary["reports"], run_name, summary.get("mlflow_run_id"),

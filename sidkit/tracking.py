@@ -64,8 +64,11 @@ def ensure_experiment(name: str) -> str:
         if KIND_TAG not in (exp.tags or {}):
             mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
-    artifacts = (state_dir() / "mlflow" / "artifacts").resolve()
-    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri(), tags={KIND_TAG: KIND})
+    # a local store keeps its artifacts in the state folder; a tracking server (the stack's tracker, a remote
+    # URI) decides where its artifacts go -- never a path on this machine or pod
+    local = tracking_uri().startswith(("sqlite:", "file:"))
+    artifacts = (state_dir() / "mlflow" / "artifacts").resolve().as_uri() if local else None
+    return mlflow.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: KIND})
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, e
 from sidkit.ranking.din import RankerConfig
 from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
-from sidkit.tracking import descriptive_of, flatten, metrics_of, mlflow_run
+from sidkit.tracking import descriptive_of, flatten, metrics_of
 from sidkit.utils import log
 from steps.artifacts import Artifacts
+from steps.context import tracked_run
 
 
 @step
@@ -72,7 +73,7 @@ def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer
                                           "run": ctx.pipeline_run.name}},
                  model_name=tokenizer_model, model_version=tokenizer_version)
     if tracking.get("enabled", True):
-        with mlflow_run(tracking.get("experiment", "sidkit-evaluation"), ctx.pipeline_run.name,
+        with tracked_run(tracking.get("experiment", "sidkit-evaluation"), ctx.pipeline_run.name,
                         tags={"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}) as mlflow:
             mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version,
                                        "eval_config_sha256": config_sha}))

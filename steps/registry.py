@@ -12,8 +12,9 @@ from sidkit.data.validation import ValidationReport
 from sidkit.evaluation.sid_quality import SIDQuality
 from sidkit.features import ItemEmbeddings
 from sidkit.tokenizers import Tokenizer
-from sidkit.tracking import descriptive_of, metrics_of, mlflow_run
+from sidkit.tracking import descriptive_of, metrics_of
 from steps.artifacts import Artifacts
+from steps.context import tracked_run
 
 
 @step(enable_cache=False)
@@ -60,7 +61,7 @@ def publish_tokenizer(
             "seeds": {"tokenizer": tokenizer.config.seed}, "mlflow_run_id": mlflow_run_id,
         }, infer_model=True)
     if mlflow_run_id and tracking.get("enabled", True):
-        with mlflow_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
+        with tracked_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
             mlflow.log_metrics(metrics_of(quality.to_dict(), "final."))
             mlflow.log_params(descriptive_of(quality.to_dict(), "final."))
             mlflow.log_dict(summary, "training_summary.json")

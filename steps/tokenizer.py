@@ -18,9 +18,9 @@ from sidkit.sids.stable import extend_sid_table
 from sidkit.monitoring.pages import sid_quality_html
 from sidkit.monitoring.reports import publish_page
 from sidkit.tokenizers.fit import assign_sids, fit_tokenizer, measure_quality
-from sidkit.tracking import flatten, metrics_of, mlflow_run
+from sidkit.tracking import flatten, metrics_of
 from steps.artifacts import Artifacts
-from steps.context import model_name_and_version
+from steps.context import model_name_and_version, tracked_run
 
 
 @step
@@ -38,7 +38,7 @@ def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict)
         tok, history = fit_tokenizer(embeddings, cfg)
         return tok, history, ""
     run_name = get_step_context().pipeline_run.name
-    with mlflow_run(tracking.get("experiment", "sidkit"), run_name, tags={"zenml_run": run_name}) as mlflow:
+    with tracked_run(tracking.get("experiment", "sidkit"), run_name, tags={"zenml_run": run_name}) as mlflow:
         mlflow.log_params(flatten({"tokenizer": cfg.model_dump(mode="json"),
                                    "features": embeddings.summary()["views"]}))
         tok, history = fit_tokenizer(
@@ -74,7 +74,7 @@ def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits:
         return tokenizer, finetune_soft_indexing(tokenizer, x, sequences, cfg), mlflow_run_id
     run_name = get_step_context().pipeline_run.name
     tags = {"zenml_run": run_name, "mlflow.parentRunId": mlflow_run_id, "stage": "stage2-soft-indexing"}
-    with mlflow_run(tracking.get("experiment", "sidkit"), f"{run_name}-stage2", tags=tags) as mlflow:
+    with tracked_run(tracking.get("experiment", "sidkit"), f"{run_name}-stage2", tags=tags) as mlflow:
         mlflow.log_params(flatten({"stage2": cfg.model_dump(mode="json")}))
         history = finetune_soft_indexing(tokenizer, x, sequences, cfg, on_epoch=lambda e, rec: mlflow.log_metrics(
             metrics_of(rec, "stage2."), step=e))
