@@ -71,6 +71,9 @@ def test_every_report_kind_is_listed_in_one_overview_and_found_by_run(tmp_path):
     assert all(p.endswith(".html") for p in found)
 
 
+RED_FILL = "fill='#b00020'"
+
+
 def test_drift_page_says_which_verdict_counts_and_shows_each_level_against_its_threshold():
     from sidkit.monitoring.pages import drift_html
 
@@ -81,7 +84,10 @@ def test_drift_page_says_which_verdict_counts_and_shows_each_level_against_its_t
     page = drift_html(summary, ["sid_levels"])
     assert "SID drift: DRIFT" in page and "the one that counts" in page
     assert "shop v2 (champion)" in page and "12.50% (threshold 5%)" in page
-    assert "JS distance (threshold 0.1)" in page and "0.123<" in page and "12.5%<" in page
+    assert "JS distance (threshold 0.1)" in page and "0.123 <svg" in page and "12.5% <svg" in page
+    # each value is drawn as a bar against its threshold line: red above the threshold
+    level_row = page[page.index("<td>sid_0</td>"):]
+    assert level_row.count("<line") >= 2 and RED_FILL in level_row
     assert "href='sid_levels.html'" in page
 
 

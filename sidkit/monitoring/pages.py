@@ -107,12 +107,13 @@ allowed stratum drop {rule.get('max_stratum_drop', '')}, strata judged from {min
 </body></html>"""
 
 
-def _bar(value: float, threshold: float | None, lower_is_better: bool = False, width: int = 220) -> str:
-    """A gauge: the value as a bar on [0, 1], the threshold as a line."""
+def _bar(value: float, threshold: float | None, lower_is_better: bool = False, width: int = 220,
+         scale: float = 1.0) -> str:
+    """A gauge: the value as a bar on [0, scale], the threshold as a line."""
     ok = threshold is None or (value <= threshold if lower_is_better else value >= threshold)
-    v = max(0.0, min(1.0, value))
-    line = "" if threshold is None else (f"<line x1='{threshold * width:.1f}' x2='{threshold * width:.1f}' y1='0' "
-                                         "y2='16' stroke='#000' stroke-width='2'/>")
+    v = max(0.0, min(1.0, value / scale))
+    line = "" if threshold is None else (f"<line x1='{threshold / scale * width:.1f}' x2='{threshold / scale * width:.1f}' "
+                                         "y1='0' y2='16' stroke='#000' stroke-width='2'/>")
     return (f"<svg width='{width}' height='16' xmlns='http://www.w3.org/2000/svg'><rect width='{width}' height='16' "
             f"fill='#eee'/><rect width='{v * width:.1f}' height='16' fill='{GREEN if ok else RED}'/>{line}</svg>")
 
@@ -154,12 +155,20 @@ def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None 
             ("demand_distance", "demand shift", t.get("popularity_distance"))]
     present = [c for c in cols if any(c[0] in v for v in summary.get("per_level", {}).values())]
 
+    limits = {"churn": t.get("max_sid_churn"), **{k: thr for k, _, thr in cols if k != "churn"}}
+
     def cell(key: str, value) -> str:
         if value is None or value == "":
             return "<td></td>"
-        if key == "churn":
-            return f"<td class='num'>{value:.1%}</td>"
-        return f"<td class='num'>{value:.3f}</td>" if isinstance(value, float) else f"<td>{html.escape(str(value))}</td>"
+        if not isinstance(value, float):
+            return f"<td>{html.escape(str(value))}</td>"
+        text = f"{value:.1%}" if key == "churn" else f"{value:.3f}"
+        limit = limits.get(key)
+        if limit is None:
+            return f"<td class='num'>{text}</td>"
+        # a bar per level against its threshold line (scale: three times the threshold, or the value)
+        bar = _bar(value, limit, lower_is_better=True, width=120, scale=min(1.0, max(3 * limit, value)))
+        return f"<td class='num'>{text} {bar}</td>"
 
     rows = "".join(
         f"<tr><td>{html.escape(level)}</td>" + "".join(cell(k, v.get(k, "")) for k, _, _ in present)
