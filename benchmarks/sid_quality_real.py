@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block  # noqa: E402
+from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
 from sidkit.precision import cpu_isa  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
@@ -40,14 +40,19 @@ def main() -> None:
             cmd = [sys.executable, "run.py", "train", "--config", cfg, "--summary", str(out)]
             if args.no_cache:
                 cmd.append("--no-cache")
-            load_start = round(os.getloadavg()[0], 2)
+            # the 1-minute load average lags: a job that just ended still shows ~2, so wait (up to 2 min) for it
+            # to decay before judging whether something else is running
+            load_start, _ = wait_for_quiet(timeout=120.0)
+            # the code the run imports, read now: a commit made while it runs is not credited with its result
+            from pipelines.caching import code_fingerprint
+
+            commit, code, started = git_rev(), code_fingerprint(), now()
             t = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ,
                                                                                           "SIDKIT_PROGRESS": "0"})
             wall = time.perf_counter() - t
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-500:]}
-        s["wall_seconds"] = wall
-        s["config"] = cfg
+        s.update(wall_seconds=wall, config=cfg, measured_at=started, commit=commit, code_sha256=code)
         # the wall time is a speed figure only on a quiet machine; the SID metrics do not depend on the load.
         # Contended: something heavy ran before this job started, or the load ended above what this job alone
         # (one thread per core) makes
@@ -60,8 +65,6 @@ def main() -> None:
     previous = ROOT / "benchmarks" / "results" / "sid_quality_real.json"
     merged = {r["config"]: r for r in (json.loads(previous.read_text())["runs"] if previous.exists() else [])}
     for r in rows:
-        r["measured_at"] = now()
-        r["commit"] = git_rev()
         merged[r["config"]] = r
     order = {c: i for i, c in enumerate(DEFAULT)}
     rows = sorted(merged.values(), key=lambda r: order.get(r["config"], len(order)))
