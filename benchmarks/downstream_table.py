@@ -224,13 +224,13 @@ def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:
             a, b = old["retrieval"].get("inputs_sha256"), s["retrieval"].get("inputs_sha256")
             same = "not fingerprinted in both rows" if not (a and b) else "identical" if a == b else "DIFFERENT"
             delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
-            out.append(f"| {s['method']} v{s['model_version']} | {old.get('measured_at', '?')} | {where(old)} | "
+            out.append(f"| {s['method']} v{s['model_version']} | v{old['model_version']}, {old.get('measured_at', '?')} | {where(old)} | "
                        f"{old['retrieval']['recall@10']:.4f} | {s['retrieval']['recall@10']:.4f} | {delta} | "
                        f"{old['retrieval']['train_seconds'] / 60:.1f} -> {s['retrieval']['train_seconds'] / 60:.1f} min | {same} |")
     if not out:
         return []
     return ["", "Re-runs under the same protocol (the shown row against the run it replaced; Δ R@10 paired on the same "
-            "test users):\n", "| row | replaced run | its ISA · precision · load | its R@10 | R@10 now | Δ R@10 (p) | "
+            "test users):\n", "| row | replaced run (version, date) | its ISA · precision · load | its R@10 | R@10 now | Δ R@10 (p) | "
             "generator train | SIDs and splits |", "|---|---|---|---:|---:|---:|---:|---|"] + out
 
 
