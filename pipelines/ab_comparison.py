@@ -9,6 +9,7 @@ promoted (``set_stage``) only when the decision rule passes; the reason is model
 from zenml import pipeline
 
 from pipelines.model_versions import artifact, resolve_model_version, serving_tokenizer
+from sidkit.config import check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.promotion import champion_sid_table, compare_with_champion, promote_challenger
 
@@ -24,6 +25,7 @@ def ab_comparison(
     force: bool = False,
     dry_run: bool = False,
 ) -> None:
+    check_pipeline_parameters("ab_comparison", locals())   # before any step: ZenML runs this body to build the DAG
     chall = resolve_model_version(model, challenger_version)
     champion_table = None
     if champion_version is not None:

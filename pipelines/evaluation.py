@@ -8,8 +8,8 @@ from file paths: ``tokenizer_model`` names the model, ``tokenizer_version`` a ve
 from zenml import pipeline
 
 from pipelines.caching import LIBRARY_AWARE_CACHE
-
 from pipelines.model_versions import artifact, resolve_model_version
+from sidkit.config import check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.evaluation import evaluate_discriminative_ranking, evaluate_generative_retrieval, publish_evaluation
 
@@ -22,6 +22,7 @@ def evaluation_pipeline(
     ranking: dict | None = None,
     tracking: dict | None = None,
 ) -> None:
+    check_pipeline_parameters("evaluation_pipeline", locals())   # before any step: ZenML runs this body to build the DAG
     mv = resolve_model_version(tokenizer_model, tokenizer_version)
     sid_table = artifact(mv, Artifacts.SID_TABLE)
     splits = artifact(mv, Artifacts.SPLITS)

@@ -8,6 +8,7 @@ folder, and the drift gate decides whether promotion may go on.
 from zenml import pipeline
 
 from pipelines.model_versions import artifact, resolve_model_version
+from sidkit.config import check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.monitoring import detect_sid_drift, drift_gate
 
@@ -23,6 +24,7 @@ def drift_monitoring(
     approval: dict | None = None,
     reports_dir: str | None = None,
 ) -> None:
+    check_pipeline_parameters("drift_monitoring", locals())   # before any step: ZenML runs this body to build the DAG
     ref = resolve_model_version(reference_model or model, reference_version)
     cur = resolve_model_version(model, current_version)
     _, summary = detect_sid_drift(

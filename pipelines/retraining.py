@@ -14,6 +14,7 @@ from zenml import pipeline
 
 from pipelines.common import trained_sids, validated_inputs
 from pipelines.model_versions import artifact, resolve_model_version, serving_tokenizer
+from sidkit.config import check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.monitoring import detect_sid_drift, drift_gate
 from steps.promotion import champion_sid_table, compare_with_champion, promote_challenger
@@ -40,6 +41,7 @@ def retraining(
     ab: dict | None = None,
     tracking: dict | None = None,
 ) -> None:
+    check_pipeline_parameters("retraining", locals())   # before any step: ZenML runs this body to build the DAG
     if mode not in MODES:
         raise ValueError(f"retraining mode must be one of {MODES}, got {mode!r}")
     tracking, drift, ab = tracking or {}, drift or {}, ab or {}

@@ -4,8 +4,8 @@
 from zenml import pipeline
 
 from pipelines.caching import LIBRARY_AWARE_CACHE
-
 from pipelines.common import trained_sids, validated_inputs
+from sidkit.config import check_pipeline_parameters
 from steps.registry import publish_tokenizer
 from steps.tokenizer import sid_health_gate
 
@@ -23,6 +23,7 @@ def training_pipeline(
     tracking: dict | None = None,
 ) -> None:
     """Learn semantic IDs for one catalogue. Every step's output is a versioned artifact."""
+    check_pipeline_parameters("training_pipeline", locals())   # before any step: ZenML runs this body to build the DAG
     tracking = tracking or {}
     catalogue, report, splits, embeddings = validated_inputs(dataset, validation, max_history, features)
     tok, sid_table, quality, mlflow_run_id, history, stage2_history = trained_sids(

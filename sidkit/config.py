@@ -312,10 +312,18 @@ def check_config_file(path: str | Path, allowed_parameters: set[str] | None = No
         raise c.error(("parameters",), "expected a mapping of pipeline parameters")
     for key in sorted(required_parameters - set(params)):
         raise c.error(("parameters",), f"'{key}' is required")
+    _check_parameter_values(c, params, allowed_parameters)
+    return cfg
+
+
+def _check_parameter_values(c: "_Checker", params: dict, allowed_parameters: set[str] | None) -> None:
+    """Every parameter with the model of the code that reads it (dataset, tokenizer, ... sections)."""
     models = _section_models()
     for key, value in params.items():
         if allowed_parameters is not None and key not in allowed_parameters:
             raise c.error(("parameters", key), f"unknown parameter; this pipeline takes {sorted(allowed_parameters)}")
+        if value is None:
+            continue
         if key == "dataset":
             _check_dataset(c, value)
         elif key in models:
@@ -324,7 +332,13 @@ def check_config_file(path: str | Path, allowed_parameters: set[str] | None = No
                 _check_tokenizer_keys(c, value)
         elif key == "max_history" and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
             raise c.error(("parameters", key), f"must be a whole number >= 2, got {value!r}")
-    return cfg
+
+
+def check_pipeline_parameters(pipeline_name: str, params: dict) -> None:
+    """The same checks as :func:`check_config_file`, on the parameters a pipeline was called with: each pipeline
+    runs this first, while ZenML builds it, so a run started any way (``zenml pipeline run -c``, Python, a
+    schedule) is refused before any step runs, naming the parameter (:class:`ConfigFileError`)."""
+    _check_parameter_values(_Checker(Path(f"<{pipeline_name} parameters>"), {}), params, None)
 
 
 def _check_variables(c: _Checker, node: Any, key: tuple) -> None:

@@ -196,3 +196,21 @@ def test_a_tokenizer_key_the_method_does_not_read_is_refused_where_it_is_written
 
     assert unread_keys({"method": "adasid", "router_top_k": 2, "levels": 2}) == []
     assert unread_keys({"method": "rqkmeans", "epochs": 5, "lr": 0.1}) == ["epochs", "lr"]
+
+
+def test_a_pipeline_started_without_the_cli_checks_its_parameters_before_any_step():
+    """`zenml pipeline run -c` and Python calls bypass run.py's file check: the pipeline itself refuses, naming
+    the parameter, while ZenML builds it -- no run is created."""
+    from zenml.client import Client
+
+    from pipelines.training import training_pipeline
+    from sidkit.config import ConfigFileError
+
+    before = len(Client().list_pipeline_runs(size=1000).items)
+    with pytest.raises(ConfigFileError, match=r"tokenizer\.epochs"):
+        training_pipeline(dataset={"format": "synthetic", "n_items": 50}, tokenizer={"method": "rqvae", "epochs": 0})
+    with pytest.raises(ConfigFileError, match=r"tokenizer\.router_top_k.*does not read"):
+        training_pipeline(dataset={"format": "synthetic"}, tokenizer={"method": "rqvae", "router_top_k": 2})
+    with pytest.raises(ConfigFileError, match=r"dataset\.format"):
+        training_pipeline(dataset={"format": "csv-ish", "path": "x"})
+    assert len(Client().list_pipeline_runs(size=1000).items) == before
