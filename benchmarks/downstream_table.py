@@ -48,14 +48,19 @@ PUBLISHED = {  # ../shared/docs/methods.md: Amazon Beauty, R@5 / R@10 / N@5 / N@
 
 
 def latest_versions(model: str) -> dict[str, str]:
-    """method -> latest model version whose metadata says it was trained with that method."""
+    """method -> latest *complete* model version whose metadata says it was trained with that method (a run that
+    failed at its last step leaves a version with tokenizer metadata but no published artifacts: skipped)."""
     from sidkit.settings import configure_environment
 
     configure_environment()
     from zenml.client import Client
 
+    from pipelines.model_versions import is_complete
+
     out: dict[str, tuple[int, str]] = {}
     for mv in Client().list_model_versions(model, size=100).items:
+        if not is_complete(mv):
+            continue
         tok = mv.run_metadata.get("tokenizer")
         method = tok.get("method") if isinstance(tok, dict) else None
         if method and int(mv.number) > out.get(method, (-1, ""))[0]:
