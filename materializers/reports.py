@@ -80,8 +80,10 @@ class DriftReportMaterializer(FolderMaterializer):
 
     def extract_metadata(self, data: DriftResult) -> dict:
         s = data.summary
+        # the dashboard shows HTML in a sandboxed frame where Evidently's scripts do not run: the full page's path
         return {"drift_detected": bool(s.get("drift_detected")), "sid_churn": float(s.get("sid_churn", 0.0)),
-                "mode": str(s.get("mode")), "reasons": "; ".join(s.get("reasons", [])) or "none"}
+                "mode": str(s.get("mode")), "reasons": "; ".join(s.get("reasons", [])) or "none",
+                "report_html": str(s.get("report_html") or "")}
 
     def save_visualizations(self, data: DriftResult) -> dict[str, VisualizationType]:
         import os

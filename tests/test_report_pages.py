@@ -85,6 +85,8 @@ def test_drift_page_says_which_verdict_counts_and_shows_each_level_against_its_t
     assert "SID drift: DRIFT" in page and "the one that counts" in page
     assert "shop v2 (champion)" in page and "12.50% (threshold 5%)" in page
     assert "JS distance (threshold 0.1)" in page and "0.123 <svg" in page and "12.5% <svg" in page
+    assert "Full report with" not in page                                   # the page itself needs no pointer
+    assert "Full report with" in drift_html({**summary, "report_html": "/r/index.html"}, [], name_full_page=True)
     # each value is drawn as a bar against its threshold line: red above the threshold
     level_row = page[page.index("<td>sid_0</td>"):]
     assert level_row.count("<line") >= 2 and RED_FILL in level_row

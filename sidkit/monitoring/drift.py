@@ -91,7 +91,8 @@ class DriftResult:
     def to_html(self) -> str:
         from sidkit.monitoring.pages import drift_html
 
-        return drift_html(self.summary, list(self.evidently_html))
+        # as the ZenML dashboard shows it: in a sandboxed frame, so the page names the full report on disk
+        return drift_html(self.summary, list(self.evidently_html), name_full_page=True)
 
 
 # ------------------------------------------------------------------ statistics

@@ -145,7 +145,8 @@ def sid_quality_html(quality: dict, thresholds: dict, problems: list[str], title
 </body></html>"""
 
 
-def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None = None) -> str:
+def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None = None,
+               name_full_page: bool = False) -> str:
     """The drift summary page: the verdict (ours: the drift gate reads it), reasons, facts, per SID level
     churn and distances next to the threshold each is judged by, links to Evidently's pages."""
     drifted = bool(summary.get("drift_detected"))
@@ -186,6 +187,9 @@ def drift_html(summary: dict, sections: list[str], links: dict[str, str] | None 
              ("new items", summary.get("new_items")), ("created", summary.get("created"))]
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v is not None)
     verdict = "DRIFT" if drifted else "no drift"
+    # inside the ZenML dashboard's sandboxed frame Evidently's pages do not run: name the full page on disk
+    full_page = (f"<p>Full report with Evidently's interactive pages: <code>{html.escape(str(summary['report_html']))}"
+                 "</code> (open it from the reports folder)</p>" if name_full_page and summary.get("report_html") else "")
     extra = _agreement_section(summary.get("agreement")) + _moved_section(summary.get("moved_examples")) \
         + _neighbours_section(summary.get("new_item_neighbours"))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>SID drift: {verdict}</title>
@@ -200,6 +204,7 @@ per-column tests and may say "Dataset Drift is detected" where these thresholds 
 <table><tr><th>level</th>{head}<th>drifted</th></tr>{rows}</table>
 {extra}
 <h2>Evidently reports</h2><ul>{section_links or '<li>none (nothing to compare)</li>'}</ul>
+{full_page}
 </body></html>"""
 
 
