@@ -32,15 +32,15 @@ def partition_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     if n < 2:
         return {"nmi": 1.0, "ari": 1.0}
     pairs, joint = np.unique(np.stack([a, b], 1), axis=0, return_counts=True)
-    row, col = np.bincount(a).astype(float), np.bincount(b).astype(float)
-    row, col, joint = row[row > 0], col[col > 0], joint.astype(float)
+    # group sizes (labels from np.unique are 0..k-1, so no empty bins)
+    row, col, joint = np.bincount(a).astype(float), np.bincount(b).astype(float), joint.astype(float)
 
     def entropy(counts: np.ndarray) -> float:
         p = counts / n
         return float(-(p * np.log(p)).sum())
 
     h_a, h_b = entropy(row), entropy(col)
-    mi = float((joint / n * np.log(joint * n / (np.bincount(a)[pairs[:, 0]] * np.bincount(b)[pairs[:, 1]]))).sum())
+    mi = float((joint / n * np.log(joint * n / (row[pairs[:, 0]] * col[pairs[:, 1]]))).sum())
     nmi = 1.0 if h_a == h_b == 0 else (2 * mi / (h_a + h_b) if h_a + h_b > 0 else 0.0)
     comb = lambda x: float((x * (x - 1) / 2).sum())  # noqa: E731
     index, sum_a, sum_b, total = comb(joint), comb(row), comb(col), n * (n - 1) / 2
