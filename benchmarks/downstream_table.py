@@ -8,7 +8,7 @@ Results merge into benchmarks/results/downstream_<dataset>.json, so methods can 
 time (each full Beauty run takes tens of minutes here).
 
     python benchmarks/downstream_table.py --dataset beauty --eval-config configs/eval_beauty.yaml \
-        [--methods rqvae rqkmeans ...] [--sasrec-reference] [--write]
+        [--methods rqvae rqkmeans ...] [--sasrec-reference] [--paired-with configs/eval_beauty.yaml] [--write]
 
 Every row records `eval_config_sha256` (the resolved retrieval + ranking configs): the table shows only
 rows measured under the eval config given now; rows under another protocol are listed as stale, to be
@@ -47,9 +47,29 @@ PUBLISHED = {  # ../shared/docs/methods.md: Amazon Beauty, R@5 / R@10 / N@5 / N@
 }
 
 
+def row_name(method: str, tags: list[str], dataset: str) -> str:
+    """A model version's row: its method, or ``method:variant`` for a version tagged ``ablation`` (the configs in
+    configs/ablations/ tag it with the variant's name, e.g. ``mmq:no_stage2``), so that an ablation never
+    stands in for its full method."""
+    if "ablation" not in tags:
+        return method
+    variant = sorted(t for t in tags if t not in {"ablation", method, dataset})
+    return f"{method}:{'+'.join(variant) or 'ablation'}"
+
+
+def ordered(names) -> list[str]:
+    """Row order: the methods, each followed by its variants (alphabetically)."""
+    def key(name: str) -> tuple[int, str]:
+        method = name.split(":")[0]
+        return (METHODS.index(method) if method in METHODS else len(METHODS), name)
+
+    return sorted(names, key=key)
+
+
 def latest_versions(model: str) -> dict[str, str]:
-    """method -> latest *complete* model version whose metadata says it was trained with that method (a run that
-    failed at its last step leaves a version with tokenizer metadata but no published artifacts: skipped)."""
+    """row name (``row_name``) -> latest *complete* model version whose metadata says it was trained with that
+    method (a run that failed at its last step leaves a version with tokenizer metadata but no published
+    artifacts: skipped)."""
     from sidkit.settings import configure_environment
 
     configure_environment()
@@ -63,8 +83,11 @@ def latest_versions(model: str) -> dict[str, str]:
             continue
         tok = mv.run_metadata.get("tokenizer")
         method = tok.get("method") if isinstance(tok, dict) else None
-        if method and int(mv.number) > out.get(method, (-1, ""))[0]:
-            out[method] = (int(mv.number), str(mv.name))
+        if not method:
+            continue
+        name = row_name(method, [t.name for t in mv.tags], model.rsplit("-", 1)[-1])
+        if int(mv.number) > out.get(name, (-1, ""))[0]:
+            out[name] = (int(mv.number), str(mv.name))
     return {m: v for m, (_, v) in out.items()}
 
 
@@ -205,6 +228,31 @@ def paired(table: str, base: dict, row: dict) -> dict | None:
     return paired_bootstrap((per_user_gains(ra, 10, "recall"), ones), (per_user_gains(rb, 10, "recall"), ones))
 
 
+def aucs_path(row: dict) -> Path | None:
+    return ROOT / "benchmarks" / "results" / "ranks" / row["aucs_file"] if row.get("aucs_file") else None
+
+
+def paired_gauc(base: dict, row: dict) -> dict | None:
+    """Paired bootstrap of GAUC (row - base) on the same test users, from the stored per-user AUCs and
+    impression counts (users without an AUC in either row weigh 0)."""
+    import numpy as np
+
+    from sidkit.evaluation.ab import paired_bootstrap
+
+    a, b = aucs_path(base), aucs_path(row)
+    if a is None or b is None or a == b or not (a.exists() and b.exists()):
+        return None
+    (va, wa), (vb, wb) = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
+    if len(va) != len(vb):
+        return None
+    both = np.isfinite(va) & np.isfinite(vb)
+    return paired_bootstrap((np.where(both, va, 0.0), wa * both), (np.where(both, vb, 0.0), wb * both))
+
+
+def delta_text(d: dict | None) -> str:
+    return f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
+
+
 def interval(r: dict, key: str) -> str:
     ci = r.get(f"{key}_ci")
     return f"{r[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{r[key]:.4f}"
@@ -225,10 +273,9 @@ def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:
     for s in rows:
         for old in (p for p in previous if p["method"] == s["method"]
                     and p.get("eval_config_sha256") == s.get("eval_config_sha256") and p.get("status") == "succeeded"):
-            d = paired(table, old, s)
             a, b = old["retrieval"].get("inputs_sha256"), s["retrieval"].get("inputs_sha256")
             same = "not fingerprinted in both rows" if not (a and b) else "identical" if a == b else "DIFFERENT"
-            delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
+            delta = delta_text(paired(table, old, s))
             out.append(f"| {s['method']} v{s['model_version']} | v{old['model_version']}, {old.get('measured_at', '?')} | {where(old)} | "
                        f"{old['retrieval']['recall@10']:.4f} | {s['retrieval']['recall@10']:.4f} | {delta} | "
                        f"{old['retrieval']['train_seconds'] / 60:.1f} -> {s['retrieval']['train_seconds'] / 60:.1f} min | {same} |")
@@ -239,16 +286,67 @@ def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:
             "generator train | SIDs and splits |", "|---|---|---|---:|---:|---:|---:|---|"] + out
 
 
+def against(table: str, rows: list[dict], other_config: str) -> list[str]:
+    """Each shown row against the same tokenizer version's row under another eval config (e.g. ADA-SID's router
+    weights on vs off): paired Δ R@10 on the same test users, only where both rows hold the same SIDs and
+    splits (``inputs_sha256``); GAUC paired too where both rows stored per-user AUCs."""
+    other_table = table_name(other_config)
+    path = ROOT / "benchmarks" / "results" / f"{other_table}.json"
+    others = {r["method"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
+    out = []
+    for s in rows:
+        o = others.get(s["method"])
+        if s.get("status") != "succeeded" or not o or o.get("status") != "succeeded":
+            continue
+        fingerprint = s["retrieval"].get("inputs_sha256")
+        same = fingerprint is not None and o["retrieval"].get("inputs_sha256") == fingerprint
+        d = paired(table, o, s) if same else None
+        delta = (f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d
+                 else "- (other SIDs or splits)" if not same else "-")
+        out.append(f"| {s['method']} v{s['model_version']} | v{o['model_version']} | {o['retrieval']['recall@10']:.4f} | "
+                   f"{s['retrieval']['recall@10']:.4f} | {delta} | {o['ranking']['gauc']:.4f} -> {s['ranking']['gauc']:.4f} | "
+                   f"{delta_text(paired_gauc(o, s))} |")
+    if not out:
+        return ["", f"No row here has a counterpart under {other_config} yet."]
+    return ["", f"Against {other_config} (`{other_table}`), same tokenizer version, paired on the same test users "
+            "(Δ GAUC where both rows stored per-user AUCs):\n",
+            "| row | there | its R@10 | R@10 here | Δ R@10 (p) | GAUC there -> here | Δ GAUC (p) |",
+            "|---|---:|---:|---:|---:|---:|---:|"] + out
+
+
+def variants(table: str, rows: list[dict]) -> list[str]:
+    """Each ablation / variant row (``method:variant``) against its full method's row, paired on the same users."""
+    full = {r["method"]: r for r in rows if ":" not in r["method"] and r.get("status") == "succeeded"}
+    out = []
+    for r in rows:
+        base = full.get(r["method"].split(":")[0])
+        if ":" not in r["method"] or base is None or r.get("status") != "succeeded":
+            continue
+        out.append(f"| {r['method']} v{r['model_version']} | {base['method']} v{base['model_version']} | "
+                   f"{base['retrieval']['recall@10']:.4f} | {r['retrieval']['recall@10']:.4f} | "
+                   f"{delta_text(paired(table, base, r))} | {base['ranking']['gauc']:.4f} -> {r['ranking']['gauc']:.4f} | "
+                   f"{delta_text(paired_gauc(base, r))} |")
+    if not out:
+        return []
+    return ["", "Ablations and variants against their full method (Δ paired on the same test users; Δ GAUC where both "
+            "rows stored per-user AUCs):\n",
+            "| row | full method | its R@10 | R@10 | Δ R@10 (p) | GAUC full -> variant | Δ GAUC (p) |",
+            "|---|---|---:|---:|---:|---:|---:|"] + out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", choices=sorted(MODELS), default="beauty")
     ap.add_argument("--eval-config", default=None, help="default: configs/eval_<dataset>.yaml")
     ap.add_argument("--methods", nargs="*", default=METHODS,
-                    help="none: only re-render the table; 'stale': the stored rows measured under another eval config")
+                    help="rows to (re)run: methods, or method:variant for an ablation's model version (row_name); "
+                         "none: only re-render the table; 'stale': the stored rows measured under another eval config")
     ap.add_argument("--sasrec-reference", action="store_true",
                     help="(re)train the item-ID SASRec reference row (~10-30 min); otherwise the stored one is shown")
     ap.add_argument("--allow-contended", action="store_true",
                     help="run (and mark the row) even if another heavy job keeps the load up; default: refuse")
+    ap.add_argument("--paired-with", default=None, metavar="EVAL_CONFIG",
+                    help="also compare each row with the same tokenizer version's row under this eval config")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
@@ -273,11 +371,14 @@ def main() -> None:
         print(f"re-running the rows measured under another protocol: {args.methods or 'none'}", flush=True)
     for method in args.methods:
         if method not in versions:
+            base, _, variant = method.partition(":")
+            config = (f"configs/ablations/train_{args.dataset}_{base}_{variant}.yaml" if variant
+                      else f"configs/train_{args.dataset}_{method}.yaml")
             print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
-                  f"python run.py train --config configs/train_{args.dataset}_{method}.yaml", flush=True)
+                  f"python run.py train --config {config}", flush=True)
             continue
         # the run's own output (per-epoch lines) goes to a log to follow while it runs (tail -f)
-        log = ROOT / "benchmarks" / "logs" / f"{results}_{method}.log"
+        log = ROOT / "benchmarks" / "logs" / f"{results}_{method.replace(':', '-')}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"{method}: model version {versions[method]}, log {log.relative_to(ROOT)}", flush=True)
         with tempfile.TemporaryDirectory() as tmp, log.open("w") as log_file:
@@ -300,11 +401,19 @@ def main() -> None:
             wall = time.perf_counter() - t
             s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
                                                                   "error": log.read_text()[-800:]}
+        aucs = s.get("ranking", {}).pop("test_aucs", None)
+        weights = s.get("ranking", {}).pop("test_auc_weights", None)
+        if aucs is not None and weights is not None:
+            import numpy as np
+
+            s["aucs_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}_auc.npy"
+            values = np.array([np.nan if a is None else a for a in aucs], dtype=np.float64)
+            np.save(aucs_path(s), np.stack([values, np.asarray(weights, dtype=np.float64)]), allow_pickle=False)
         ranks = s.get("retrieval", {}).pop("test_ranks", None)
         if ranks is not None:
             import numpy as np
 
-            s["ranks_file"] = f"{results}_{method}_{str(s.get('run_id', 'run'))[:8]}.npy"
+            s["ranks_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}.npy"
             ranks_path(results, s).parent.mkdir(parents=True, exist_ok=True)
             np.save(ranks_path(results, s), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
@@ -321,9 +430,9 @@ def main() -> None:
         print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
               s.get("error", ""), flush=True)
         save_json(results, {"date": now(), "machine": machine(),
-                            "runs": [merged[m] for m in METHODS if m in merged], "previous": previous})
-    stale = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") != protocol]
-    rows = [merged[m] for m in METHODS if m in merged and merged[m].get("eval_config_sha256") == protocol]
+                            "runs": [merged[m] for m in ordered(merged)], "previous": previous})
+    stale = [merged[m] for m in ordered(merged) if merged[m].get("eval_config_sha256") != protocol]
+    rows = [merged[m] for m in ordered(merged) if merged[m].get("eval_config_sha256") == protocol]
     lines = [f"### Downstream on {args.dataset} ({eval_config}): generative retrieval and ranking per tokenizer\n",
              f"{now()} · {machine()} · `python benchmarks/downstream_table.py --dataset {args.dataset} --eval-config {eval_config} --write` · "
              f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
@@ -331,31 +440,32 @@ def main() -> None:
              f"eval_config_sha256 `{protocol[:12]}`; every SID row below was measured under it. R@10 and N@10 with "
              "95% bootstrap intervals over test users; Δ R@10 vs RQ-VAE: paired bootstrap on the same users.\n",
              "| tokenizer | model version | R@5 | R@10 [95% CI] | N@5 | N@10 [95% CI] | Δ R@10 vs rqvae (p) | AUC | GAUC | "
-             "generator epochs | generator train | retrieval eval | ranking | wall | ISA · precision · load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "Δ GAUC vs rqvae (p) | generator epochs | generator train | retrieval eval | ranking | wall | ISA · precision · load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, *vals in PUBLISHED.get(args.dataset, []):
         lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | | | |")
     if versions:
         for name, m in reference_baselines(MODELS[args.dataset], next(iter(versions.values()))).items():
             lines.append(f"| {name} | | {m['recall@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@5']:.4f} | "
-                         f"{m['ndcg@10']:.4f} | | | | | | | | | |")
+                         f"{m['ndcg@10']:.4f} | | | | | | | | | | |")
     ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
     if ref_path.exists():
         m = json.loads(ref_path.read_text())
         lines.append(f"| SASRec, item IDs, full-softmax CE (same splits; {m['measured_at']}) | | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | {m['epochs']} | "
+                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | | {m['epochs']} | "
                      f"{m['train_seconds'] / 60:.1f} min | | | | |")
     for s in rows:
         if s.get("status") != "succeeded":
-            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} |||||||||||||")
+            lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} ||||||||||||||")
             continue
         r, k = s["retrieval"], s["ranking"]
         mark = "" if s.get("embedding_cache_fixed") else " †"
         base = next((x for x in rows if x["method"] == "rqvae"), None)
-        d = paired(results, base, s) if base else None
-        delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
+        delta = delta_text(paired(results, base, s)) if base else "-"
+        gauc_delta = delta_text(paired_gauc(base, s)) if base else "-"
         lines.append(f"| {s['method']}{mark} | {s['model_version']} | {r['recall@5']:.4f} | {interval(r, 'recall@10')} | "
-                     f"{r['ndcg@5']:.4f} | {interval(r, 'ndcg@10')} | {delta} | {k['auc']:.4f} | {k['gauc']:.4f} | {r['epochs']} | "
+                     f"{r['ndcg@5']:.4f} | {interval(r, 'ndcg@10')} | {delta} | {k['auc']:.4f} | {k['gauc']:.4f} | "
+                     f"{gauc_delta} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.1f} min | {r['eval_seconds'] / 60:.1f} min | "
                      f"{k['seconds'] / 60:.1f} min | {s['wall_seconds'] / 60:.1f} min | {where(s)} |")
     strata = ["", "Recall@10 by popularity of the test item (head = top 20% of items by training interactions, "
@@ -375,7 +485,9 @@ def main() -> None:
                      "`--methods " + " ".join(s["method"] for s in stale) + "`): " + "; ".join(
                          f"{s['method']} v{s['model_version']} R@10 {s.get('retrieval', {}).get('recall@10', float('nan')):.4f} "
                          f"({s.get('eval_config_sha256', 'no hash')[:12]}, {s.get('measured_at', '?')})" for s in stale))
-    table = "\n".join(lines + strata + reruns(results, rows, stored_previous())) + "\n"
+    paired_with = against(results, rows, args.paired_with) if args.paired_with else []
+    table = "\n".join(lines + strata + variants(results, rows) + reruns(results, rows, stored_previous())
+                      + paired_with) + "\n"
     print(table)
     if args.write:
         update_block(results.replace("_", "-"), table)

@@ -2,11 +2,13 @@
 
 from typing import Annotated, Tuple
 
+import numpy as np
+
 from zenml import get_step_context, log_metadata, step
 
 from sidkit.data.splits import Splits
 from sidkit.evaluation.bundles import ModelBundle
-from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, evaluate_retrieval
+from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, evaluate_retrieval, sid_weights
 from sidkit.ranking.din import RankerConfig
 from sidkit.retrieval.generator import GeneratorConfig, max_tokens
 from sidkit.sids.table import SIDTable
@@ -14,6 +16,9 @@ from sidkit.tracking import descriptive_of, flatten, metrics_of
 from sidkit.utils import log
 from steps.artifacts import Artifacts
 from steps.context import tracked_run
+
+
+PER_USER = ("test_ranks", "test_aucs", "test_auc_weights")   # per test user: in the summary only
 
 
 @step
@@ -28,7 +33,8 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
         sid_table, splits, cfg, per_user=per_user, on_epoch=lambda e, rec: log.info(
             "SID generator epoch %d: %s", e, {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
     metrics["test_ranks"] = per_user[0].ranks.tolist()   # per test user (0 = missed): paired comparisons of rows
-    bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"),
+    arrays = ({"sids": sid_table.sids(), "weights": sid_weights(sid_table)} if cfg.sid_weights == "router" else {})
+    bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"), arrays=arrays,
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),
                                   "sid_sizes": vocab.sizes, "epochs": len(history),
                                   "views": metrics.get("views")})
@@ -42,7 +48,11 @@ def evaluate_discriminative_ranking(sid_table: SIDTable, splits: Splits, ranking
 ]:
     """Train the DIN ranker on the training split; AUC/GAUC on held-out items with sampled negatives."""
     cfg = RankerConfig.model_validate(ranking)
-    metrics, model = evaluate_ranking(sid_table, splits, cfg)
+    per_user: list = []
+    metrics, model = evaluate_ranking(sid_table, splits, cfg, per_user=per_user)
+    # per test user (None: one class, no AUC) and its impressions (the GAUC weight): paired comparisons of rows
+    metrics["test_aucs"] = [None if np.isnan(a) else float(a) for a in per_user[0].auc]
+    metrics["test_auc_weights"] = per_user[0].weight.astype(int).tolist()
     arrays = {"sids": sid_table.sids()}
     if model.rep.use_sid:
         arrays["weights"] = model.rep.sid_weight[1:].numpy()
@@ -56,7 +66,7 @@ def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer
                        tokenizer_version: str | None, tracking: dict, retrieval: dict,
                        ranking: dict) -> Annotated[dict, Artifacts.EVALUATION_SUMMARY]:
     """Store the metrics as metadata of the evaluated tokenizer's model version, and in MLflow.
-    The summary names the protocol (``eval_config_sha256``) and keeps the per-user test ranks;
+    The summary names the protocol (``eval_config_sha256``) and keeps the per-user results (``PER_USER``);
     metadata and MLflow get the aggregate metrics only."""
     from zenml.client import Client
     from zenml.enums import ModelStages
@@ -67,7 +77,8 @@ def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer
     summary = {"status": "succeeded", "run_id": str(ctx.pipeline_run.id), "run_name": ctx.pipeline_run.name,
                "tokenizer_model": tokenizer_model, "model_version": tokenizer_version,
                "eval_config_sha256": config_sha, "retrieval": retrieval_metrics, "ranking": ranking_metrics}
-    retrieval_metrics = {k: v for k, v in retrieval_metrics.items() if k != "test_ranks"}
+    retrieval_metrics = {k: v for k, v in retrieval_metrics.items() if k not in PER_USER}
+    ranking_metrics = {k: v for k, v in ranking_metrics.items() if k not in PER_USER}
     log_metadata(metadata={"evaluation": {"retrieval": retrieval_metrics, "ranking": ranking_metrics,
                                           "eval_config_sha256": config_sha,
                                           "run": ctx.pipeline_run.name}},

@@ -1,6 +1,7 @@
 """The downstream table's bookkeeping: a re-run keeps the row it replaced and is compared with it on the same users."""
 
 import numpy as np
+import pytest
 
 import benchmarks.downstream_table as table
 
@@ -32,3 +33,66 @@ def test_a_rerun_is_compared_with_the_row_it_replaced(tmp_path, monkeypatch):
     other = {**before, "retrieval": {**before["retrieval"], "inputs_sha256": "y" * 64}}
     assert "| DIFFERENT |" in table.reruns("t", [after], [other])[-1]
     assert table.paired("t", after, after) is None   # a row against itself: nothing to compare
+
+
+def test_a_row_is_paired_with_its_counterpart_under_another_eval_config(tmp_path, monkeypatch):
+    """--paired-with: the same tokenizer version under another eval config (e.g. router weights on vs off),
+    paired on the same users only where both rows hold the same SIDs and splits."""
+    import json
+
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "ranks"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    off = rng.integers(0, 30, 2000)
+    on = off.copy()
+    on[:300] = 0                                     # 300 users lose their hit
+    np.save(folder / "downstream_x_adasid_a.npy", off)
+    np.save(folder / "downstream_x_router_adasid_b.npy", on)
+    ranking = {"auc": 0.7, "gauc": 0.69}
+    there = {**_row("adasid", "d1", 0.30, "x" * 64, "downstream_x_adasid_a.npy", "bf16"), "ranking": ranking}
+    here = {**_row("adasid", "d2", 0.25, "x" * 64, "downstream_x_router_adasid_b.npy", "bf16"), "ranking": ranking}
+    (tmp_path / "benchmarks" / "results" / "downstream_x.json").write_text(json.dumps({"runs": [there]}))
+    lines = table.against("downstream_x_router", [here], "configs/eval_x.yaml")
+    assert "(p 0.00" in lines[-1] and "| 0.3000 | 0.2500 | -0.0" in lines[-1]
+    moved = {**here, "retrieval": {**here["retrieval"], "inputs_sha256": "y" * 64}}
+    assert "other SIDs or splits" in table.against("downstream_x_router", [moved], "configs/eval_x.yaml")[-1]
+    assert "no row here" in table.against("downstream_x_router", [here], "configs/eval_y.yaml")[-1].lower()
+
+
+def test_an_ablation_is_its_own_row_and_is_paired_with_its_full_method(tmp_path, monkeypatch):
+    """A model version tagged ``ablation`` never stands in for its method: it is ``method:variant``, ordered after
+    the method, and compared with it on the same users."""
+    assert table.row_name("mmq", ["movielens", "mmq"], "movielens") == "mmq"
+    assert table.row_name("mmq", ["movielens", "mmq", "ablation", "no_stage2"], "movielens") == "mmq:no_stage2"
+    assert table.ordered(["adasid", "mmq:no_stage2", "rqvae", "mmq", "adasid:no_router"]) == [
+        "rqvae", "mmq", "mmq:no_stage2", "adasid", "adasid:no_router"]
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "ranks"
+    folder.mkdir(parents=True)
+    full = np.random.default_rng(2).integers(0, 30, 2000)
+    ablated = full.copy()
+    ablated[:400] = 0
+    np.save(folder / "t_mmq_a.npy", full)
+    np.save(folder / "t_mmq-no_stage2_b.npy", ablated)
+    ranking = {"auc": 0.7, "gauc": 0.69}
+    rows = [{**_row("mmq", "d1", 0.30, "x" * 64, "t_mmq_a.npy", "bf16"), "ranking": ranking},
+            {**_row("mmq:no_stage2", "d2", 0.22, "y" * 64, "t_mmq-no_stage2_b.npy", "bf16"), "ranking": ranking}]
+    lines = table.variants("t", rows)
+    assert len(lines) == 5 and lines[-1].startswith("| mmq:no_stage2 v1 | mmq v1 |") and "(p 0.00" in lines[-1]
+
+
+def test_gauc_is_paired_on_the_same_users_from_stored_per_user_aucs(tmp_path, monkeypatch):
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "ranks"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.5, 0.9, 3000)
+    better = np.clip(base + 0.02, 0, 1)
+    base[:10] = np.nan                                  # one-class users: no AUC, weight 0 in both
+    weights = np.full(3000, 100.0)
+    np.save(folder / "a_auc.npy", np.stack([base, weights]))
+    np.save(folder / "b_auc.npy", np.stack([better, weights]))
+    d = table.paired_gauc({"aucs_file": "a_auc.npy"}, {"aucs_file": "b_auc.npy"})
+    assert d["lift"] == pytest.approx(0.02, abs=1e-3) and d["p_value"] < 0.01
+    assert table.paired_gauc({}, {"aucs_file": "b_auc.npy"}) is None       # a row from before AUCs were stored

@@ -46,12 +46,18 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     assert {"auc", "gauc", "by_popularity"} <= set(s["ranking"])
     assert {"head", "torso", "tail"} <= set(s["ranking"]["by_popularity"])
     assert 0.0 <= s["ranking"]["auc"] <= 1.0
+    # per-user AUCs and impression counts: their weighted mean is the GAUC (paired ranking comparisons of rows)
+    aucs, weights = s["ranking"]["test_aucs"], s["ranking"]["test_auc_weights"]
+    assert len(aucs) == len(weights) == 120
+    kept = [(a, w) for a, w in zip(aucs, weights) if a is not None]
+    assert sum(a * w for a, w in kept) / sum(w for _, w in kept) == pytest.approx(s["ranking"]["gauc"])
 
     from zenml.client import Client
 
     mv = Client().get_model_version("sidkit-tokenizer-test", version)
     assert "retrieval" in mv.run_metadata["evaluation"]
     assert "test_ranks" not in mv.run_metadata["evaluation"]["retrieval"]    # aggregates only in metadata
+    assert "test_aucs" not in mv.run_metadata["evaluation"]["ranking"]
     gen = Client().get_pipeline_run(s["run_id"]).steps["evaluate_generative_retrieval"].outputs["sid_generator"][0].load()
     model = gen.build()  # the stored generator rebuilds from config.json + safetensors
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -42,9 +42,10 @@ def test_view_index_maps_shared_view_sids_to_every_item():
     assert index.fully_covered({0}) == set() and index.fully_covered({0, 1, 2}) == {(0, 1), (2, 0)}
 
 
-def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum():
-    """One encoder pass per view feeds every task reading it and the alignment; the loss and its
-    gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
+@pytest.mark.parametrize("scope", ["items", "histories"])
+def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum(scope):
+    """One encoder pass per view feeds every task reading it (and a history-scope alignment); the loss and
+    its gradients equal the plain sum of task_logits losses + weight x alignment_loss (no dropout)."""
     from sidkit.retrieval.generator import ItemHistoryGenerator, task_loss, view_tasks
 
     torch.manual_seed(0)
@@ -61,16 +62,57 @@ def test_multi_view_loss_shares_each_views_encoding_and_equals_the_per_task_sum(
     calls = []
     encode = model._encode_items
     model._encode_items = lambda items, view: calls.append((tuple(items.shape), view)) or encode(items, view)
-    shared = model.multi_view_loss(tokens, tasks, implicit_alignment=0.5)
-    assert [c for c in calls if c[0][0] == 5] == [((5, 7, 4), 0), ((5, 7, 4), 1)]   # one history pass per view
+    shared = model.multi_view_loss(tokens, tasks, implicit_alignment=0.5, alignment_scope=scope)
+    assert [c for c in calls if c[0][1:] == (7, 4)] == [((5, 7, 4), 0), ((5, 7, 4), 1)]   # one history pass per view
     shared.backward()
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    plain = sum(task_loss(*model.task_logits(tokens, *t)) for t in tasks) + 0.5 * model.alignment_loss(tokens)
+    plain = (sum(task_loss(*model.task_logits(tokens, *t)) for t in tasks)
+             + 0.5 * model.alignment_loss(tokens, scope=scope))
     plain.backward()
     assert torch.allclose(shared, plain, atol=1e-5)
     for g, p in zip(grads, model.parameters()):
         assert (g is None) == (p.grad is None) and (g is None or torch.allclose(g, p.grad, atol=1e-5))
+
+
+def test_item_alignment_pairs_each_distinct_item_with_itself_across_views():
+    """Item scope (MACRec's official code): one item's view-0 encoding against its own view-1 encoding, the
+    batch's other distinct items as negatives. A popular item repeated across rows is one pair, never its own
+    negative: the loss depends on the set of distinct items only, not on rows, order or padding."""
+    from sidkit.retrieval.generator import ItemHistoryGenerator
+
+    torch.manual_seed(0)
+    sids, users = _two_view_walks()
+    vocab = SIDVocabulary.from_sids(sids)
+    cfg = GeneratorConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0, max_history=6)
+    model = ItemHistoryGenerator(vocab, 1 + 7 * 4, cfg, [[0, 1], [2, 3]])
+    tok = torch.tensor(vocab.tokens(sids))
+
+    def rows(*item_lists):
+        width = max(map(len, item_lists))
+        out = torch.full((len(item_lists), 1 + 4 * width), PAD)
+        for r, items in enumerate(item_lists):
+            out[r, 4 * (width - len(items))] = BOS
+            out[r, 1 + 4 * (width - len(items)):] = tok[items].reshape(-1)
+        return out
+
+    base = model.alignment_loss(rows([3, 7, 11], [20, 21]), scope="items")
+    same_set = model.alignment_loss(rows([21, 3], [3, 3, 7, 20, 11], [11]), scope="items")
+    assert torch.allclose(base, same_set, atol=1e-6)
+    assert not torch.allclose(base, model.alignment_loss(rows([3, 7, 11], [20, 22]), scope="items"))
+    # the pair is (view 0 of item i, view 1 of item i): with 5 distinct items, chance is log(5)
+    assert torch.isfinite(base) and base.item() > 0
+    assert model.alignment_loss(rows([5, 5]), scope="items").item() == 0.0     # one distinct item: no negatives
+
+
+def test_alignment_scope_enters_the_protocol_hash_only_when_set_away_from_its_default():
+    from sidkit.evaluation.downstream import eval_config_sha256
+    from sidkit.ranking.din import RankerConfig
+
+    ranking = RankerConfig()
+    default = eval_config_sha256(GeneratorConfig(), ranking)
+    assert eval_config_sha256(GeneratorConfig(implicit_alignment_scope="items"), ranking) == default
+    assert eval_config_sha256(GeneratorConfig(implicit_alignment_scope="histories"), ranking) != default
 
 
 @pytest.mark.slow
@@ -89,7 +131,7 @@ def test_multi_view_generator_learns_and_each_switch_runs():
                 beam_size=10, max_history=8, dropout=0.0, patience=100, valid_every=5)
     # the full model must learn (25 epochs); each switch only has to train and rank real items (3 epochs)
     for extra in ({}, {"view_tasks": ["next"], "implicit_alignment": 0.0, "epochs": 3},
-                  {"ensemble_bonus": None, "epochs": 3}):
+                  {"ensemble_bonus": None, "epochs": 3}, {"implicit_alignment_scope": "histories", "epochs": 3}):
         cfg = GeneratorConfig(**{**base, **extra})
         model, vocab, _ = train_generator(train, sids, cfg, valid=valid, views=views)
         items = generate_ranked(model, vocab, sids, test_hist, cfg, views)

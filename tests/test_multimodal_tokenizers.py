@@ -169,7 +169,44 @@ def test_macrec_positives_come_from_the_other_views_clusters(views):
     assert pos[4] == 4 and pos[5] == 5  # no partner in the batch (or no label): itself
 
 
-def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_path):
+def test_next_sid_objective_reads_hard_sids_forward_and_trains_the_codebooks_backward(views):
+    """MMQ stage 2 against the SID generator's loss: the generator sees each history item as exactly its hard
+    SID's embedding (straight-through), and the next-SID loss's gradient reaches every level's codebook."""
+    from sidkit.tokenizers.finetune import NextSIDHead, soft_quantise
+
+    emb, _ = views
+    tok, _ = _fit(emb, "mmq")
+    x = torch.as_tensor(emb.matrix(VIEWS["mmq"]))
+    xv = tok.split(x)
+    z = tok.latents(xv, tok.present(xv))
+    assignments: list = []
+    for spec in tok.specs:
+        soft_quantise(tok.experts[spec.name].rq, z[spec.name], 0.1, "mean_distance", None, assignments)
+    sizes = [p.shape[1] for p, _ in assignments]
+    head = NextSIDHead(sizes, 32, 5)
+    table = head.generator.item_table()
+    codes = torch.stack([c for _, c in assignments], 1)
+    hard = sum(table[o + codes[:, j]] for j, o in enumerate(head.vocab.offsets))
+    captured = {}
+    encode = head.generator.encode_vectors
+
+    def spy(v, real, view=0):
+        captured["v"] = v
+        return encode(v, real, view)
+
+    head.generator.encode_vectors = spy
+    windows = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    loss = head(assignments, windows)
+    torch.testing.assert_close(captured["v"][1, 1:], hard[4:7].detach(), atol=1e-5, rtol=1e-5)
+    assert torch.equal(captured["v"][0, 0], torch.zeros(32))                       # padding
+    loss.backward()
+    for spec in tok.specs:
+        assert all(level.codebook.grad is not None and level.codebook.grad.abs().sum() > 0
+                   for level in tok.experts[spec.name].rq.levels)
+
+
+@pytest.mark.parametrize("objective", ["next_item", "next_sid"])
+def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_path, objective):
     from sidkit.tokenizers.finetune import finetune_soft_indexing, soft_quantise
 
     emb, _ = views
@@ -187,7 +224,7 @@ def test_soft_indexing_gradient_reaches_codebooks_and_changes_sids(views, tmp_pa
     before = tok.encode(x).codes.copy()
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, emb.n_items, 6).tolist() for _ in range(100)]
-    hist = finetune_soft_indexing(tok, x, seqs, {"epochs": 3, "batch_size": 64, "lr": 1e-3})
+    hist = finetune_soft_indexing(tok, x, seqs, {"epochs": 3, "batch_size": 64, "lr": 1e-3, "objective": objective})
     assert hist[-1]["task_loss"] < hist[0]["task_loss"]
     assert (tok.encode(x).codes != before).any()  # re-indexed hard SIDs moved
     tok.save(tmp_path / "s2")

@@ -58,12 +58,15 @@ def test_sid_features_rank_unseen_items_where_item_ids_cannot(clustered_behaviou
 
 
 def test_feature_set_errors():
-    with pytest.raises(ConfigError, match="one of"):
-        train_ranker([[0, 1]], 2, RankerConfig(features="magic"))
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="id\\+sid_weighted"):    # rejected with the config, before any step
+        RankerConfig(features="magic")
     with pytest.raises(ConfigError, match="SID table"):
         train_ranker([[0, 1]], 2, RankerConfig(features="sid"))
-    with pytest.raises(ConfigError, match="router"):
-        train_ranker([[0, 1]], 2, RankerConfig(features="sid_weighted"), sids=np.array([[0], [1]]))
+    for weighted in ("sid_weighted", "id+sid_weighted"):
+        with pytest.raises(ConfigError, match="router"):
+            train_ranker([[0, 1]], 2, RankerConfig(features=weighted), sids=np.array([[0], [1]]))
 
 
 def test_sid_weighted_uses_the_weights(clustered_behaviour):
@@ -77,6 +80,11 @@ def test_sid_weighted_uses_the_weights(clustered_behaviour):
     a = model.rep(torch.tensor([1]))          # item 0
     b = model.rep(torch.tensor([1 + 10]))     # item 10: same cluster, other second code
     torch.testing.assert_close(a, b)          # weight 0 removes the difference
+    # with the item ID beside it: the SID half is weighted alike, the ID half still tells the items apart
+    both, _ = train_ranker(seqs, n_items, cfg.model_copy(update={"features": "id+sid_weighted"}), sids=sids, weights=w)
+    a, b = both.rep(torch.tensor([1])), both.rep(torch.tensor([1 + 10]))
+    torch.testing.assert_close(a[..., 8:], b[..., 8:])
+    assert not torch.allclose(a[..., :8], b[..., :8])
 
 
 def test_din_attention_split_by_linearity_equals_the_concatenated_unit():

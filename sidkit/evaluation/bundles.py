@@ -52,7 +52,7 @@ class ModelBundle:
 
             cfg = GeneratorConfig.model_validate(self.config)
             model = build_generator(SIDVocabulary([int(n) for n in self.info["sid_sizes"]]), int(self.info["max_len"]),
-                                    cfg, self.info.get("views"))
+                                    cfg, self.info.get("views"), self.arrays.get("sids"), self.arrays.get("weights"))
         elif self.kind == "din-ranker":
             from sidkit.ranking.din import DIN, ItemRepresentation, RankerConfig
 

@@ -28,6 +28,11 @@ STRATA = ("head", "torso", "tail", "cold")
 INTERVAL_KS = (10,)           # Recall/NDCG@K with a 95% bootstrap interval over users in every row
 DEEP_KS = (20, 50, 100)       # reported where the beam is at least this wide (a beam of B finds <= ~B items)
 EXECUTION_ONLY = ("precision",)  # generator settings that change how a row is computed, not what it measures
+# settings added after protocols were pinned enter the hash only when set away from their default, so that adding
+# one does not make every earlier row stale. A row measured before a setting existed ran with the behaviour its
+# default keeps, except implicit_alignment_scope (multi-view SIDs only): MACRec rows before 2026-12-04 (see their
+# commit) aligned "histories"
+HASHED_WHEN_SET = ("implicit_alignment_scope", "sid_weights")
 
 
 def eval_config_sha256(retrieval: GeneratorConfig | dict, ranking: RankerConfig | dict) -> str:
@@ -37,11 +42,16 @@ def eval_config_sha256(retrieval: GeneratorConfig | dict, ranking: RankerConfig 
 
     Execution settings (``EXECUTION_ONLY``: how the numbers are computed, not what is measured) are hashed
     at their defaults, so one protocol can run in fp32 on one CPU and bf16 on another; each row records
-    the precision it resolved to, and BENCHMARKS.md compares the two on the same users."""
+    the precision it resolved to, and BENCHMARKS.md compares the two on the same users. Settings added
+    later (``HASHED_WHEN_SET``) are hashed only when set away from their default."""
     r = retrieval if isinstance(retrieval, GeneratorConfig) else GeneratorConfig.model_validate(retrieval)
     k = ranking if isinstance(ranking, RankerConfig) else RankerConfig.model_validate(ranking)
     r = r.model_copy(update={key: GeneratorConfig.model_fields[key].default for key in EXECUTION_ONLY})
-    text = json.dumps({"retrieval": r.model_dump(mode="json"), "ranking": k.model_dump(mode="json")},
+    dumped = r.model_dump(mode="json")
+    for key in HASHED_WHEN_SET:
+        if dumped[key] == GeneratorConfig.model_fields[key].default:
+            del dumped[key]
+    text = json.dumps({"retrieval": dumped, "ranking": k.model_dump(mode="json")},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -116,6 +126,18 @@ def sid_views(table: SIDTable, mode: str = "auto") -> list[list[int]] | None:
     return [list(range(e * levels, (e + 1) * levels)) for e in range(len(experts))]
 
 
+def sid_weights(table: SIDTable) -> np.ndarray | None:
+    """Per-item weights of the SID positions (items x positions; ADA-SID's router, the table's ``weight_<p>``
+    columns; 1 for a position without one), or None when the table has none."""
+    cols = sorted((c for c in table.frame.columns if c.startswith("weight_")), key=lambda c: int(c.split("_")[1]))
+    if not cols:
+        return None
+    weights = np.ones((table.frame.height, len(table.sid_columns)), np.float32)
+    for c in cols:
+        weights[:, int(c.split("_")[1])] = table.frame[c].to_numpy()
+    return weights
+
+
 def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | dict, on_epoch=None,
                        per_user: list | None = None) -> tuple[dict, SIDGenerator, SIDVocabulary, list[dict]]:
     """Train the generator, rank the test targets; ``per_user`` (a list) receives a PerUser."""
@@ -125,7 +147,7 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     views = sid_views(table, cfg.views)
     t0 = time.perf_counter()
     model, vocab, history = train_generator(data.train, sids, cfg, valid=(data.valid_hist, data.valid_tgt),
-                                            on_epoch=on_epoch, views=views)
+                                            on_epoch=on_epoch, views=views, weights=sid_weights(table))
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ranked = generate_ranked(model, vocab, sids, data.test_hist, cfg, views)
@@ -151,13 +173,7 @@ def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,
     """Train the DIN ranker, score held-out impressions; ``per_user`` (a list) receives a PerUser."""
     cfg = cfg if isinstance(cfg, RankerConfig) else RankerConfig.model_validate(cfg)
     data = IndexedSplits.build(table, splits)
-    weights = None
-    weight_cols = sorted((c for c in table.frame.columns if c.startswith("weight_")), key=lambda c: int(c.split("_")[1]))
-    if cfg.features == "sid_weighted" and weight_cols:
-        n_pos = len(table.sid_columns)
-        weights = np.ones((table.frame.height, n_pos), np.float32)
-        for c in weight_cols:
-            weights[:, int(c.split("_")[1])] = table.frame[c].to_numpy()
+    weights = sid_weights(table) if cfg.features.endswith("sid_weighted") else None
     t0 = time.perf_counter()
     model, _ = train_ranker(data.train, len(data.item_ids), cfg, sids=table.sids(), weights=weights)
     train_s = time.perf_counter() - t0

@@ -6,6 +6,7 @@ Feature sets (``features``):
     ``sid``           sum of per-position SID code embeddings (shared by items with shared codes)
     ``id+sid``        the two concatenated
     ``sid_weighted``  SID code embeddings scaled by per-item position weights (ADA-SID's router)
+    ``id+sid_weighted`` the item ID with the weighted SID embedding (compares with ``id+sid``)
 
 Target attention: weights ``a_j = MLP([h_j, t, h_j - t, h_j * t])`` over the history (softmax over
 real positions: our choice, for stability; DIN leaves them unnormalised), interest ``sum_j a_j h_j``,
@@ -22,6 +23,7 @@ negatives (excluding the user's own items), history as in leave-one-out.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,13 +34,13 @@ from torch import nn
 from sidkit.errors import ConfigError
 from sidkit.utils import log, progress, torch_generator
 
-FEATURE_SETS = ("id", "sid", "id+sid", "sid_weighted")
+FEATURE_SETS = ("id", "sid", "id+sid", "sid_weighted", "id+sid_weighted")
 
 
 class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: str = "id+sid"
+    features: Literal["id", "sid", "id+sid", "sid_weighted", "id+sid_weighted"] = "id+sid"   # FEATURE_SETS
     dim: int = Field(32, ge=1)
     attention_hidden: int = 64
     mlp_hidden: int = 64
@@ -61,8 +63,10 @@ class ItemRepresentation(nn.Module):
         self.use_sid = cfg.features != "id"
         if self.use_sid and sids is None:
             raise ConfigError(f"features {cfg.features!r} need a SID table")
-        if cfg.features == "sid_weighted" and weights is None:
-            raise ConfigError("features 'sid_weighted' need per-item SID weights (an ADA-SID tokenizer with a router)")
+        weighted = cfg.features.endswith("sid_weighted")
+        if weighted and weights is None:
+            raise ConfigError(f"features {cfg.features!r} need per-item SID weights (an ADA-SID tokenizer with a "
+                              "router: the SID table's weight_<p> columns)")
         self.id_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if self.use_id else None
         if self.use_sid:
             sids = torch.as_tensor(np.asarray(sids, dtype=np.int64))
@@ -73,7 +77,7 @@ class ItemRepresentation(nn.Module):
             self.register_buffer("sid_table", table)
             self.code_emb = nn.Embedding(int(sum(sizes)), cfg.dim)
             w = torch.ones(n_items + 1, sids.shape[1])
-            if cfg.features == "sid_weighted":
+            if weighted:
                 w[1:] = torch.as_tensor(np.asarray(weights, dtype=np.float32))
             w[0] = 0
             self.register_buffer("sid_weight", w)

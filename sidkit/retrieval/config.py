@@ -63,8 +63,16 @@ class GeneratorConfig(BaseModel):
     views: Literal["auto", "joint"] = "auto"   # auto: a MACRec SID is read as its branches' views; joint: one view
     view_tasks: list[Literal["next", "cross_next", "translate"]] = ["next", "cross_next", "translate"]
     implicit_alignment: float = 0.01   # weight of the encoder's cross-view InfoNCE (0 = off)
+    # what the implicit alignment pairs: ``items`` (MACRec's official code: one item's encoding in one view
+    # against the same item's encoding in the other, the batch's other distinct items as negatives) or
+    # ``histories`` (sidkit's earlier choice: the state after a whole history read in each view)
+    implicit_alignment_scope: Literal["items", "histories"] = "items"
     ensemble_bonus: float | None = 1.0  # dual-view ensemble: items both views' beams find get mean + bonus;
                                         # None: rank by view 0's beams only
+    # router: each history item's SID token embeddings are scaled by the item's per-position weights before they
+    # are summed (ADA-SID's router, the SID table's weight_<p> columns; methods.md: "the behavioural SID
+    # embeddings are scaled by g_i in the downstream model"); generated SIDs are unchanged. none: unweighted
+    sid_weights: Literal["none", "router"] = "none"
     exclude_history: bool = False  # rank only items the user has not interacted with (the history's items
                                    # are masked in the beam search itself, so they take no beam slot). For
                                    # data without repeat consumption (5-core Amazon, MovieLens ratings);

@@ -15,6 +15,7 @@ from torch import nn
 
 from sidkit.retrieval.config import IGNORE, N_SPECIAL, PAD, TASK_KINDS, GeneratorConfig, SIDVocabulary
 from sidkit.retrieval.dropout import FastDropout
+from sidkit.retrieval.item_weights import ItemWeights
 from sidkit.retrieval.layers import Block, CrossAttention, causal_mask, small_init
 
 
@@ -68,8 +69,10 @@ class ItemHistoryGenerator(nn.Module):
     """
 
     def __init__(self, vocab: SIDVocabulary, max_len: int, cfg: GeneratorConfig,
-                 views: list[list[int]] | None = None):
+                 views: list[list[int]] | None = None, item_weights: ItemWeights | None = None):
         super().__init__()
+        # sid_weights: router -- each history item's token embeddings scaled by its per-position weights
+        self.item_weights = item_weights
         sid_length = vocab.length
         if sid_length < 1:
             raise ValueError("the item-level generator needs the SID length")
@@ -112,17 +115,38 @@ class ItemHistoryGenerator(nn.Module):
         """items (B, n, L) -> encoder outputs (B, n + 1, d) and which of them are real (BOS or an item);
         output e is the context after slot e - 1 (slot e - 1 being padding means: after BOS only).
         Reads only the view's SID positions."""
-        B, n, _ = items.shape
         real_items = items[:, :, 0] != PAD
         table = self.tok if self.cfg.tie_item_embeddings else self.item_tok
         view_items = items[:, :, self.views[view]]
-        x = table(view_items).sum(2) + self.view.weight[view] * real_items[..., None]
+        x = table(view_items)
+        if self.item_weights is not None:
+            x = x * self.item_weights(items)[:, :, self.views[view], None].to(x.dtype)
+        x = x.sum(2)
         if self.cfg.prefix_ngram_buckets:
             x = x + self._prefix_ngrams(view_items)
-        x = torch.cat([torch.zeros(B, 1, self.cfg.d_model), x], 1)
+        return self.encode_vectors(x, real_items, view)
+
+    def item_table(self) -> torch.Tensor:
+        """The embedding table history items are summed from (token ids index its rows)."""
+        return (self.tok if self.cfg.tie_item_embeddings else self.item_tok).weight
+
+    def next_sid_loss_from_vectors(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The generator's next-SID loss on item windows whose history items are given as vectors x (B, n, d)
+        (gradients flow into x; MMQ's stage 2 feeds soft SID embeddings), the targets being their hard
+        tokens items (B, n, L) (PAD = no item): every item of a window is predicted from the ones before it."""
+        encoded = self.encode_vectors(x, items[:, :, 0] != PAD)
+        return task_loss(*self._task_logits(items, 0, 0, "next", encoded, compact=True), ignore_index=IGNORE)
+
+    def encode_vectors(self, x: torch.Tensor, real_items: torch.Tensor,
+                       view: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """History items given as input vectors x (B, n, d) (e.g. soft SID embeddings, MMQ's stage 2), real_items
+        (B, n) -> encoder outputs (B, n + 1, d) and which of them are real, as ``_encode_items``."""
+        B, n, _ = x.shape
+        x = x + self.view.weight[view] * real_items[..., None]
+        x = torch.cat([torch.zeros(B, 1, self.cfg.d_model, dtype=x.dtype), x], 1)
         # BOS sits right before the first real item (left padding: at slot n - k)
         bos_at = n - real_items.sum(1)
-        x[torch.arange(B), bos_at] = self.bos
+        x[torch.arange(B), bos_at] = self.bos.to(x.dtype)
         real = torch.cat([torch.zeros(B, 1, dtype=torch.bool), real_items], 1)
         real[torch.arange(B), bos_at] = True
         pos = (real.long().cumsum(1) - 1).clamp(0, self.pos.num_embeddings - 1)
@@ -270,26 +294,41 @@ class ItemHistoryGenerator(nn.Module):
             return logits.reshape(B, n * L, V), target.reshape(B, n * L)
         return logits.reshape(B, n * L, V)
 
-    def alignment_loss(self, tokens: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-        """MACRec's implicit alignment: InfoNCE between the encoder states of the same history read in
-        view 0 and in view 1 (the state after each row's last item; the other rows are negatives)."""
+    def alignment_loss(self, tokens: torch.Tensor, temperature: float = 0.1, scope: str = "items") -> torch.Tensor:
+        """MACRec's implicit alignment, an InfoNCE between view 0 and view 1 (``scope``, see GeneratorConfig):
+        ``items``: each distinct item of the batch encoded alone in each view (the encoder output at the item),
+        the other distinct items as negatives (as the official code pools one item's source-view SID against
+        its target-view SID; distinct, so that a popular item is never its own negative); ``histories``: the
+        encoder state after each row's last item read in each view, the other rows as negatives."""
         items = self._items(tokens)
+        if scope == "items":
+            return self._item_alignment(items, temperature)
         return self._alignment(self._encode_items(items, 0)[0], self._encode_items(items, 1)[0], temperature)
+
+    def _item_alignment(self, items: torch.Tensor, temperature: float) -> torch.Tensor:
+        flat = items.reshape(-1, items.shape[-1])
+        distinct = torch.unique(flat[flat[:, 0] != PAD], dim=0)[:, None]            # (U, 1, L), sorted
+        if len(distinct) < 2:
+            return items.new_zeros((), dtype=torch.float)
+        return self._alignment(self._encode_items(distinct, 0)[0], self._encode_items(distinct, 1)[0], temperature)
 
     @staticmethod
     def _alignment(enc0: torch.Tensor, enc1: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Symmetric InfoNCE between the last encoder outputs of enc0 and enc1 (row i pairs with row i)."""
         a, b = F.normalize(enc0[:, -1], dim=-1), F.normalize(enc1[:, -1], dim=-1)
         logits = a @ b.T / temperature
         labels = torch.arange(len(a))
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
     def multi_view_loss(self, tokens: torch.Tensor, tasks: list[tuple[int, int, str]],
-                        implicit_alignment: float = 0.0, temperature: float = 0.1) -> torch.Tensor:
+                        implicit_alignment: float = 0.0, temperature: float = 0.1,
+                        alignment_scope: str = "items") -> torch.Tensor:
         """The training loss of a multi-view generator: the sum of ``tasks``' losses, plus
-        ``implicit_alignment`` x the alignment loss. Each view's history is encoded once and shared by
-        the ``next`` tasks reading it and by the alignment (one encoder pass per view per batch, as
-        against one per task), and each SID position is scored over its own codebook only (compact
-        logits); equals summing ``task_logits`` / ``alignment_loss`` without dropout (tested)."""
+        ``implicit_alignment`` x the alignment loss (``alignment_loss``, ``alignment_scope``). Each view's
+        history is encoded once and shared by the ``next`` tasks reading it and by a history-scope
+        alignment (one encoder pass per view per batch, as against one per task), and each SID position
+        is scored over its own codebook only (compact logits); equals summing ``task_logits`` /
+        ``alignment_loss`` without dropout (tested)."""
         items = self._items(tokens)
         encoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -301,7 +340,9 @@ class ItemHistoryGenerator(nn.Module):
         loss = sum(task_loss(*self._task_logits(items, src, tgt, kind, history(src) if kind == "next" else None,
                                                  compact=True), ignore_index=IGNORE)
                    for src, tgt, kind in tasks)
-        if implicit_alignment > 0:
+        if implicit_alignment > 0 and alignment_scope == "items":
+            loss = loss + implicit_alignment * self._item_alignment(items, temperature)
+        elif implicit_alignment > 0:
             loss = loss + implicit_alignment * self._alignment(history(0)[0], history(1)[0], temperature)
         return loss
 

@@ -81,11 +81,13 @@ class WeightAverage:
 
 def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: GeneratorConfig,
                     valid: tuple[list[list[int]], list[int]] | None = None, on_epoch=None,
-                    views: list[list[int]] | None = None) -> tuple[SIDGenerator, SIDVocabulary, list[dict]]:
+                    views: list[list[int]] | None = None,
+                    weights: np.ndarray | None = None) -> tuple[SIDGenerator, SIDVocabulary, list[dict]]:
     """Train on item-row sequences (training split only). Early stopping on validation Recall@10.
 
     ``views`` (SID positions per view, e.g. MACRec's branches) trains the multi-aspect tasks of
-    ``cfg.view_tasks`` (+ the implicit alignment) instead of whole-SID next-item prediction."""
+    ``cfg.view_tasks`` (+ the implicit alignment) instead of whole-SID next-item prediction.
+    ``weights`` (items x SID positions, ADA-SID's router) are read under ``sid_weights: router``."""
     from sidkit.retrieval.metrics import recall_at_k, target_ranks
 
     torch.manual_seed(cfg.seed)
@@ -94,7 +96,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     sid_tokens = vocab.tokens(sids)
     max_len = max_tokens(cfg, vocab.length)
     multi_view = bool(views) and len(views) > 1
-    model = build_generator(vocab, max_len, cfg, views if multi_view else None)
+    model = build_generator(vocab, max_len, cfg, views if multi_view else None, sids, weights)
     compact = isinstance(model, ItemHistoryGenerator)   # per-codebook logits (the token model scores the vocabulary)
     tasks = view_tasks(cfg, len(views)) if multi_view else []
     if multi_view and distributed.active():
@@ -138,7 +140,8 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
             x = pad_left([windows[i] for i in mine.tolist()])
             with autocast(cfg.precision):
                 if multi_view:
-                    loss = model.multi_view_loss(x, tasks, cfg.implicit_alignment)
+                    loss = model.multi_view_loss(x, tasks, cfg.implicit_alignment,
+                                                  alignment_scope=cfg.implicit_alignment_scope)
                 elif compact:
                     logits, target = net(x, compact=True)
                 else:

@@ -10,13 +10,23 @@ a near-uniform assignment on Beauty (entropy 5.42-5.55 of 5.55 nats), i.e. gradi
 favour the nearest codes. ``absolute`` keeps the raw distance. Each epoch records the mean
 assignment entropy per level (``soft_entropy``, of ``log K``), to check the choice.
 
-Downstream objective (training split only): next-item prediction. An item's vector is a
-linear map of the concatenated (soft-)quantised expert latents; a GRU reads the last
-``max_len`` items of a history and scores every catalogue item (full softmax). The loss is
-``CE(next item) + content_weight * (multimodal reconstruction + VQ + the method's terms)``, on
-the items of the batch, so the
-codes learn behaviour without forgetting content. Hard SIDs are re-indexed afterwards by
-encoding as usual. Works for every multi-expert tokenizer (mmq, adasid, macrec).
+Downstream objective (training split only), ``objective`` [INF]:
+
+- ``next_sid``: the SID generator's own loss. A small item-level generator (sidkit.retrieval's
+  ItemHistoryGenerator: encoder over the history's items, causal decoder over the next item's SID)
+  reads each history item as its *soft* SID embedding -- per SID position, the straight-through
+  one-hot of the code (hard forward, the soft assignment's gradient backward) times that position's
+  rows of the generator's embedding table, summed as the generator sums a SID's token embeddings --
+  and predicts every next item's hard SID position by position (CE per codebook), over windows of
+  ``max_len + 1`` items. Gradients reach the codebooks and encoders through the soft assignments.
+- ``next_item`` (the earlier stand-in): an item's vector is a linear map of the concatenated
+  (soft-)quantised expert latents; a GRU reads the last ``max_len`` items of a history and scores
+  every catalogue item (full softmax).
+
+The loss is ``task + content_weight * (multimodal reconstruction + VQ + the method's terms)``, on the
+items of the batch, so the codes learn behaviour without forgetting content. Hard SIDs are
+re-indexed afterwards by encoding as usual. Works for every multi-expert tokenizer (mmq, adasid,
+macrec).
 """
 
 from __future__ import annotations
@@ -50,13 +60,15 @@ class SoftIndexingConfig(BaseModel):
     max_len: int = Field(20, ge=1)
     hidden: int = Field(64, ge=1)
     content_weight: float = 1.0   # weight of the stage-1 objective (multimodal reconstruction + VQ + method terms)
+    objective: Literal["next_item", "next_sid"] = "next_item"   # the downstream task (module docstring)
     seed: int = 0
 
 
 def soft_quantise(rq: ResidualQuantiser, z: torch.Tensor, temperature: float, scale: str = "mean_distance",
-                  entropies: list | None = None) -> torch.Tensor:
+                  entropies: list | None = None, assignments: list | None = None) -> torch.Tensor:
     """Quantised latent with hard codes forward and soft-assignment gradients backward; ``entropies``
-    (a list) receives each level's mean assignment entropy (nats)."""
+    (a list) receives each level's mean assignment entropy (nats), ``assignments`` each level's
+    (soft assignment (n, K), hard code (n,))."""
     r = z
     total = torch.zeros_like(z)
     for level in rq.levels:
@@ -67,7 +79,10 @@ def soft_quantise(rq: ResidualQuantiser, z: torch.Tensor, temperature: float, sc
         if entropies is not None:
             entropies.append(float(-(p * torch.log(p.clamp_min(1e-30))).sum(1).mean().detach()))
         soft = p @ e
-        hard = e[d.argmin(1)]
+        code = d.argmin(1)
+        if assignments is not None:
+            assignments.append((p, code))
+        hard = e[code]
         q = soft + (hard - soft).detach()
         total = total + q
         r = r - q
@@ -86,6 +101,48 @@ class NextItemHead(nn.Module):
         seq = h[history]
         _, last = self.gru(seq)
         return last[-1] @ h[1:].T
+
+
+class NextSIDHead(nn.Module):
+    """``objective: next_sid``: the SID generator's next-SID loss over soft SID embeddings (module docstring)."""
+
+    def __init__(self, codebook_sizes: list[int], hidden: int, max_len: int):
+        super().__init__()
+        from sidkit.retrieval.generator import GeneratorConfig, ItemHistoryGenerator, SIDVocabulary, max_tokens
+
+        cfg = GeneratorConfig(d_model=hidden, n_layers=1, n_heads=max(1, hidden // 32), d_ff=4 * hidden,
+                              decoder_layers=1, dropout=0.1, max_history=max_len, precision="fp32")
+        self.vocab = SIDVocabulary(list(codebook_sizes))
+        self.generator = ItemHistoryGenerator(self.vocab, max_tokens(cfg, self.vocab.length), cfg)
+
+    def forward(self, assignments: list[tuple[torch.Tensor, torch.Tensor]], windows: torch.Tensor) -> torch.Tensor:
+        """assignments: per SID position (soft assignment (n_items, K), hard code (n_items,)); windows (B, W)
+        1-based item indices, 0 = padding (left). Returns the mean next-SID cross-entropy."""
+        from sidkit.retrieval.config import PAD
+
+        table = self.generator.item_table()
+        vecs = 0
+        for (p, code), offset, size in zip(assignments, self.vocab.offsets, self.vocab.sizes):
+            one_hot = F.one_hot(code, size).to(p.dtype)
+            vecs = vecs + (one_hot + p - p.detach()) @ table[offset:offset + size]   # hard forward, soft backward
+        vecs = torch.cat([vecs.new_zeros(1, vecs.shape[1]), vecs])
+        codes = torch.stack([code for _, code in assignments], 1) + torch.tensor(self.vocab.offsets)
+        tokens = torch.cat([torch.full((1, codes.shape[1]), PAD), codes])[windows]          # (B, W, L)
+        return self.generator.next_sid_loss_from_vectors(vecs[windows], tokens)
+
+
+def _windows(sequences: list[list[int]], max_len: int) -> torch.Tensor:
+    """Left-padded windows of max_len + 1 items covering every training sequence (items 1-based), as the
+    generator trains (sidkit.retrieval.training.training_windows)."""
+    from sidkit.retrieval.training import training_windows
+
+    rows = training_windows(sequences, max_len)
+    if not rows:
+        raise ConfigError("soft indexing needs training sequences with at least two items")
+    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for r, w in enumerate(rows):
+        out[r, out.shape[1] - len(w):] = torch.tensor(w)
+    return out
 
 
 def _examples(sequences: list[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,28 +170,39 @@ def finetune_soft_indexing(tokenizer: Tokenizer, x: np.ndarray, sequences: list[
     g = torch_generator(cfg.seed)
     torch.manual_seed(cfg.seed)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    hist, tgt = _examples([[i + 1 for i in s] for s in sequences], cfg.max_len)
-    item_dim = tokenizer.config.latent_dim * len(tokenizer.specs)
-    head = NextItemHead(item_dim, cfg.hidden)
+    one_based = [[i + 1 for i in s] for s in sequences]
+    if cfg.objective == "next_sid":
+        rows = _windows(one_based, cfg.max_len)                       # the examples are windows
+        sizes = [level.codebook.shape[0] for s in tokenizer.specs for level in tokenizer.experts[s.name].rq.levels]
+        head = NextSIDHead(sizes, cfg.hidden, cfg.max_len)
+    else:
+        hist, tgt = _examples(one_based, cfg.max_len)
+        rows = hist
+        head = NextItemHead(tokenizer.config.latent_dim * len(tokenizer.specs), cfg.hidden)
     opt = torch.optim.Adam([*tokenizer.parameters(), *head.parameters()], lr=cfg.lr)
     history: list[dict] = []
     for epoch in progress(range(cfg.epochs), desc="soft-indexing fine-tuning", unit="epoch"):
         t0 = time.perf_counter()
         tokenizer.train()
-        order = torch.randperm(len(hist), generator=g)
+        order = torch.randperm(len(rows), generator=g)
         sums = {"loss": 0.0, "task_loss": 0.0, "recon_loss": 0.0, "rq_loss": 0.0}
         entropies: list[float] | None = []            # of the epoch's first batch: every item, every level
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
             xv = tokenizer.split(xt)
             z = tokenizer.latents(xv, tokenizer.present(xv))
+            assignments: list = []
             vecs = torch.cat([soft_quantise(tokenizer.experts[s.name].rq, z[s.name], cfg.temperature,
-                                            cfg.temperature_scale, entropies) for s in tokenizer.specs], 1)
+                                            cfg.temperature_scale, entropies, assignments) for s in tokenizer.specs], 1)
             if entropies:
                 soft_entropy, entropies = entropies, None
-            vecs = torch.cat([torch.zeros(1, vecs.shape[1]), vecs])
-            task = F.cross_entropy(head(vecs, hist[idx]), tgt[idx] - 1)
-            items = torch.unique(torch.cat([hist[idx].flatten(), tgt[idx]]))
+            if cfg.objective == "next_sid":
+                task = head(assignments, rows[idx])
+                items = torch.unique(rows[idx])
+            else:
+                vecs = torch.cat([torch.zeros(1, vecs.shape[1]), vecs])
+                task = F.cross_entropy(head(vecs, hist[idx]), tgt[idx] - 1)
+                items = torch.unique(torch.cat([hist[idx].flatten(), tgt[idx]]))
             items = items[items > 0] - 1
             loss_items, _, parts = tokenizer.training_step(xt[items], items, None, g)
             recon = torch.as_tensor(parts["recon_loss"])
