@@ -91,11 +91,8 @@ def latest_versions(model: str) -> dict[str, str]:
     return {m: v for m, (_, v) in out.items()}
 
 
-def reference_baselines(model: str, version: str) -> dict[str, dict]:
-    """Non-generative references on the same splits: most popular items, and last-3-items
-    transition counts (decayed 1, 1/2, 1/4; training transitions, plus validation ones for test)."""
-    from collections import Counter, defaultdict
-
+def reference_baselines(model: str, version: str, exclude_history: bool = False) -> dict[str, dict]:
+    """Non-generative references on the model version's splits (``reference_rankings``), with their metrics."""
     import numpy as np
     from zenml.client import Client
 
@@ -104,35 +101,55 @@ def reference_baselines(model: str, version: str) -> dict[str, dict]:
 
     mv = Client().get_model_version(model, version)
     d = IndexedSplits.build(mv.get_artifact("sid_table").load(), mv.get_artifact("splits").load())
-    pop = [i for i, _ in Counter(i for s in d.train for i in s).most_common(20)]
+    return {name: retrieval_metrics(np.asarray(target_ranks(ranked, d.test_tgt)))
+            for name, ranked in reference_rankings(d.train, d.valid_hist, d.valid_tgt, d.test_hist,
+                                                   exclude_history).items()}
+
+
+def reference_rankings(train: list[list[int]], valid_hist: list[list[int]], valid_tgt: list[int],
+                       test_hist: list[list[int]], exclude_history: bool = False) -> dict[str, list[list[int]]]:
+    """Top-20 per test user of the most popular items and of last-3-items transition counts (decayed 1, 1/2,
+    1/4; training transitions, plus validation ones for test; popular items fill up). ``exclude_history``
+    (the protocol's ``retrieval.exclude_history``, as the generators apply it): a user's own history items
+    are never ranked, so they take no top-20 slot."""
+    from collections import Counter, defaultdict
+
+    longest = max((len(h) for h in test_hist), default=0)
+    popular = [i for i, _ in Counter(i for s in train for i in s).most_common(20 + longest)]
     trans: dict[int, Counter] = defaultdict(Counter)
-    for seq in d.train:
+    for seq in train:
         for a, b in zip(seq, seq[1:]):
             trans[a][b] += 1
-    for h, t in zip(d.valid_hist, d.valid_tgt):
+    for h, t in zip(valid_hist, valid_tgt):
         if h:
             trans[h[-1]][t] += 1
 
-    def follow(h):
+    def follow(h: list[int]) -> list[int]:
+        seen = set(h) if exclude_history else set()
         c: Counter = Counter()
         for k, item in enumerate(reversed(h[-3:])):
             for j, n in trans[item].items():
-                c[j] += n * 0.5 ** k
+                if j not in seen:
+                    c[j] += n * 0.5 ** k
         ranked = [i for i, _ in c.most_common(20)]
-        return ranked + [p for p in pop if p not in ranked][:20 - len(ranked)]
+        return ranked + [p for p in popular if p not in ranked and p not in seen][:20 - len(ranked)]
 
-    out = {}
-    for name, ranked in {"most popular (same splits)": [pop] * len(d.test_tgt),
-                         "last-3-items transitions (same splits)": [follow(h) for h in d.test_hist]}.items():
-        out[name] = retrieval_metrics(np.asarray(target_ranks(ranked, d.test_tgt)))
-    return out
+    def most_popular(h: list[int]) -> list[int]:
+        seen = set(h) if exclude_history else set()
+        return [p for p in popular if p not in seen][:20]
+
+    rule = "same splits, history excluded" if exclude_history else "same splits"
+    return {f"most popular ({rule})": [most_popular(h) for h in test_hist],
+            f"last-3-items transitions ({rule})": [follow(h) for h in test_hist]}
 
 
-def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int = 3, seed: int = 0) -> dict:
+def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int = 3, seed: int = 0,
+                     exclude_history: bool = False) -> dict:
     """An item-ID sequential model on the same splits, for calibration: SASRec (2 layers, d 64,
     dropout 0.3 on the inputs) trained with full-softmax cross-entropy over all items on the training
     split, early-stopped on validation Recall@10 (5,000 users, every 5 epochs), full ranking of the test
-    users. The TIGER paper reports SASRec at R@10 0.0605 on Beauty."""
+    users (``exclude_history``: the user's history items masked, as the protocol's generators do). The
+    TIGER paper reports SASRec at R@10 0.0605 on Beauty."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -164,7 +181,11 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
                 x = torch.zeros(len(histories[s:s + 512]), cfg.max_len, dtype=torch.long)
                 for r, h in enumerate(histories[s:s + 512]):
                     x[r, -len(h[-cfg.max_len:]):] = torch.tensor([i + 1 for i in h[-cfg.max_len:]])
-                out += (net(x)[:, -1] @ net.item.weight[1:].T).topk(20).indices.tolist()
+                scores = net(x)[:, -1] @ net.item.weight[1:].T
+                if exclude_history:
+                    for r, h in enumerate(histories[s:s + 512]):
+                        scores[r, h] = float("-inf")
+                out += scores.topk(20).indices.tolist()
         return out
 
     t0, best, best_state, bad, epoch = time.perf_counter(), -1.0, None, 0, 0
@@ -185,7 +206,7 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
                 break
     net.load_state_dict(best_state)
     m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt)))
-    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best)
+    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history)
     return m
 
 
@@ -196,6 +217,14 @@ def current_eval_sha(eval_config: str) -> str:
 
     params = check_config_file(ROOT / eval_config).get("parameters") or {}
     return eval_config_sha256(params.get("retrieval") or {}, params.get("ranking") or {})
+
+
+def excludes_history(eval_config: str) -> bool:
+    """The protocol's ``retrieval.exclude_history``: the reference baselines follow it as the generators do."""
+    from sidkit.config import check_config_file
+
+    params = check_config_file(ROOT / eval_config).get("parameters") or {}
+    return bool((params.get("retrieval") or {}).get("exclude_history", False))
 
 
 def table_name(eval_config: str) -> str:
@@ -362,7 +391,8 @@ def main() -> None:
 
     merged = stored_runs()
     if args.sasrec_reference and versions:
-        ref = sasrec_reference(MODELS[args.dataset], next(iter(versions.values())))
+        ref = sasrec_reference(MODELS[args.dataset], next(iter(versions.values())),
+                               exclude_history=excludes_history(eval_config))
         ref.update(measured_at=now(), commit=git_rev())
         save_json(f"sasrec_reference_{args.dataset}", ref)
         print("SASRec reference", ref, flush=True)
@@ -445,13 +475,16 @@ def main() -> None:
     for name, *vals in PUBLISHED.get(args.dataset, []):
         lines.append(f"| {name} | | {' | '.join(f'{v:.4f}' for v in vals)} | | | | | | | | | |")
     if versions:
-        for name, m in reference_baselines(MODELS[args.dataset], next(iter(versions.values()))).items():
+        for name, m in reference_baselines(MODELS[args.dataset], next(iter(versions.values())),
+                                           excludes_history(eval_config)).items():
             lines.append(f"| {name} | | {m['recall@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@5']:.4f} | "
                          f"{m['ndcg@10']:.4f} | | | | | | | | | | |")
     ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
     if ref_path.exists():
         m = json.loads(ref_path.read_text())
-        lines.append(f"| SASRec, item IDs, full-softmax CE (same splits; {m['measured_at']}) | | {m['recall@5']:.4f} | "
+        rule = ("history excluded" if m.get("exclude_history") else "history NOT excluded: not this protocol"
+                if excludes_history(eval_config) else "same splits")
+        lines.append(f"| SASRec, item IDs, full-softmax CE (same splits, {rule}; {m['measured_at']}) | | {m['recall@5']:.4f} | "
                      f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | | {m['epochs']} | "
                      f"{m['train_seconds'] / 60:.1f} min | | | | |")
     for s in rows:

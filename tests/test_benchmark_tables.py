@@ -96,3 +96,18 @@ def test_gauc_is_paired_on_the_same_users_from_stored_per_user_aucs(tmp_path, mo
     d = table.paired_gauc({"aucs_file": "a_auc.npy"}, {"aucs_file": "b_auc.npy"})
     assert d["lift"] == pytest.approx(0.02, abs=1e-3) and d["p_value"] < 0.01
     assert table.paired_gauc({}, {"aucs_file": "b_auc.npy"}) is None       # a row from before AUCs were stored
+
+
+def test_reference_baselines_follow_the_protocols_history_exclusion():
+    """The generators mask a user's history items when the protocol says exclude_history; the popularity and
+    transition references must too, or they spend top-20 slots on items that can never be the target."""
+    train = [[0, 1, 2], [0, 1, 3], [0, 1, 2], [4, 0, 1]]
+    valid_hist, valid_tgt = [[0, 1]], [2]
+    test_hist = [[2, 1]]                          # after 1 comes 2 (seen) or 3 (not seen)
+    plain = table.reference_rankings(train, valid_hist, valid_tgt, test_hist)
+    masked = table.reference_rankings(train, valid_hist, valid_tgt, test_hist, exclude_history=True)
+    assert plain["last-3-items transitions (same splits)"][0][0] == 2
+    follow = masked["last-3-items transitions (same splits, history excluded)"][0]
+    popular = masked["most popular (same splits, history excluded)"][0]
+    assert follow[0] == 3 and not {1, 2} & set(follow) and not {1, 2} & set(popular)
+    assert plain["most popular (same splits)"][0][:2] == [0, 1]
