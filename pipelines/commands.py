@@ -79,6 +79,7 @@ def drift(config_path: str, reference_version: str | None, current_version: str 
     s = output(run, "detect_sid_drift", "sid_drift_summary")
     summary = {"status": "succeeded", "run_name": run.name, "drift_detected": s["drift_detected"],
                "sid_churn": s["sid_churn"], "per_level": s["per_level"], "report_html": s["report_html"],
+               "report_uri": s.get("report_uri"),
                "reasons": s["reasons"], "reference": ref, "current": cur, "mode": s["mode"],
                "approved": output(run, "drift_gate", "drift_approved")}
     finish(summary_path, summary, run.name, f"{model} v{ref} -> v{cur}: {'DRIFT' if s['drift_detected'] else 'no drift'} "
@@ -162,7 +163,7 @@ def retrain(config_path: str, until: str | None, mode: str | None, summary_path:
         d = output(run, "detect_sid_drift", "sid_drift_summary")
         summary.update({"sid_churn": d["sid_churn"], "kept_sids": d["kept_sids"], "n_common_items": d["n_common_items"],
                         "new_items": d.get("new_items"), "drift_detected": d["drift_detected"],
-                        "drift_reasons": d["reasons"], "report_html": d["report_html"],
+                        "drift_reasons": d["reasons"], "report_html": d["report_html"], "report_uri": d.get("report_uri"),
                         "drift_approved": output(run, "drift_gate", "drift_approved")})
     comparison = output(run, "compare_with_champion", "ab_comparison").result
     summary["metrics"] = {k: {f: v.get(f) for f in ("champion", "challenger", "lift", "ci_low", "ci_high", "p_value")}

@@ -12,6 +12,7 @@ from sidkit.data.splits import Splits, leave_one_out
 from sidkit.data.validation import ValidationReport, raise_for_report, validate_catalogue
 from sidkit.settings import state_dir
 from steps.artifacts import Artifacts
+from steps.report_store import store_report
 
 
 @step
@@ -41,7 +42,9 @@ def validation_gate(report: ValidationReport, publish: bool = True) -> Annotated
     """Write this run's validation page (``publish``; also when the checks came from the step cache, so every
     run lists its page), then stop the pipeline if validation failed; the message names file, row, column."""
     if publish:
-        report.save(validation_page_folder(get_step_context().pipeline_run.name))
+        folder = validation_page_folder(get_step_context().pipeline_run.name)
+        report.save(folder)
+        store_report(folder, "validation")
     raise_for_report(report)
     return True
 

@@ -22,6 +22,7 @@ from sidkit.monitoring.reports import publish_report
 from sidkit.sids.table import SIDTable
 from steps.artifacts import Artifacts
 from steps.context import model_name_and_version
+from steps.report_store import store_report
 
 APPROVAL_ENV = "SIDKIT_DRIFT_APPROVAL"
 log = logging.getLogger("sidkit")
@@ -70,7 +71,8 @@ def detect_sid_drift(
                       "snapshot_months": {"reference": last_month(reference_splits.interactions),
                                           "current": last_month(current_splits.interactions)}}
     page = publish_report(result, f"{name}-{ctx.pipeline_run.name}", reports_dir)
-    summary = {**result.summary, "report_html": str(page), "run_name": ctx.pipeline_run.name}
+    summary = {**result.summary, "report_html": str(page), "report_uri": store_report(page.parent, "drift"),
+               "run_name": ctx.pipeline_run.name}
     result.summary = summary
     return result, summary
 

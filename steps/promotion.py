@@ -15,6 +15,7 @@ from sidkit.sids.table import SIDTable
 from sidkit.tokenizers import Tokenizer
 from steps.artifacts import Artifacts
 from steps.context import model_name_and_version
+from steps.report_store import store_report
 
 
 @step
@@ -64,10 +65,11 @@ def compare_with_champion(challenger_table: SIDTable, splits: Splits, champion_t
     ctx = get_step_context()
     model = model_name or model_name_and_version()[0]
     promote = bool(result["decision"]["promote"])
-    publish_page("ab", f"{model or 'model'}-v{champion}-vs-v{challenger}", comparison.to_html(),
-                 {"model": model, "versions": {"champion": champion, "challenger": challenger},
-                  "verdict": "PROMOTE" if promote else "keep champion", "ok": promote,
-                  "run_name": ctx.pipeline_run.name})
+    page = publish_page("ab", f"{model or 'model'}-v{champion}-vs-v{challenger}", comparison.to_html(),
+                        {"model": model, "versions": {"champion": champion, "challenger": challenger},
+                         "verdict": "PROMOTE" if promote else "keep champion", "ok": promote,
+                         "run_name": ctx.pipeline_run.name})
+    store_report(page.parent, "ab")
     return comparison
 
 

@@ -21,6 +21,7 @@ from sidkit.tokenizers.fit import assign_sids, fit_tokenizer, measure_quality
 from sidkit.tracking import flatten, metrics_of
 from steps.artifacts import Artifacts
 from steps.context import model_name_and_version, tracked_run
+from steps.report_store import store_report
 
 
 @step
@@ -102,9 +103,11 @@ def sid_health_gate(quality: SIDQuality, thresholds: dict) -> Annotated[bool, "s
     model, version = model_name_and_version()
     problems = health_violations(quality, gate)
     title = f"{model} v{version}" if model and version else ctx.pipeline_run.name
-    publish_page("sid_quality", title, sid_quality_html(quality.to_dict(), vars(gate), problems, title),
-                 {"model": model, "versions": {"version": version}, "verdict": "healthy" if not problems else "UNHEALTHY",
-                  "ok": not problems, "run_name": ctx.pipeline_run.name})
+    page = publish_page("sid_quality", title, sid_quality_html(quality.to_dict(), vars(gate), problems, title),
+                        {"model": model, "versions": {"version": version},
+                         "verdict": "healthy" if not problems else "UNHEALTHY",
+                         "ok": not problems, "run_name": ctx.pipeline_run.name})
+    store_report(page.parent, "sid_quality")
     check_health(quality, gate)
     return True
 

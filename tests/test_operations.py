@@ -139,6 +139,23 @@ def test_drift_cli_between_versions(cli, retrain_runs):
     folder = Path(d["report_html"]).parent
     logged = [f.path for f in client.list_artifacts(run.info.run_id, f"reports/drift/{folder.name}")]
     assert {f"reports/drift/{folder.name}/index.html", f"reports/drift/{folder.name}/summary.json"} <= set(logged)
+    # and in the stack's artifact store (a remote orchestrator's pod disk does not outlive the pod), every file of
+    # the page's folder, the URI in the summary and in the step's metadata
+    from zenml.client import Client
+    from zenml.io import fileio
+
+    store = Client().active_stack.artifact_store.path.rstrip("/")
+    assert d["report_uri"] == f"{store}/sidkit-reports/drift/{folder.name}/index.html"
+    for page in folder.rglob("*"):
+        if page.is_file():
+            with fileio.open(f"{store}/sidkit-reports/drift/{folder.name}/{page.relative_to(folder).as_posix()}", "rb") as f:
+                assert f.read() == page.read_bytes()
+    step = Client().get_pipeline_run(d["run_name"]).steps["detect_sid_drift"]
+    assert step.run_metadata["report_uri"] == d["report_uri"]
+    _, _, s3, _ = retrain_runs                  # a retraining run's A/B, SID-quality and validation pages too
+    for kind in ("ab", "sid_quality", "validation"):
+        page = Path(next(p for p in s3["reports"] if f"/{kind}/" in p))
+        assert fileio.exists(f"{store}/sidkit-reports/{kind}/{page.parent.name}/{page.name}"), kind
 
 
 @pytest.mark.slow
