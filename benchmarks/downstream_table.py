@@ -33,6 +33,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, git_rev, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
+from benchmarks.references import reference_baselines, sasrec_reference  # noqa: E402
+from benchmarks.row_comparisons import (  # noqa: E402
+    against,
+    aucs_path,
+    delta_text,
+    interval,
+    paired,
+    paired_gauc,
+    ranks_path,
+    reruns,
+    table_name,
+    variants,
+    where,
+)
 from sidkit.precision import cpu_isa  # noqa: E402
 
 METHODS = ["rqvae", "rqkmeans", "mmq", "adasid", "macrec"]
@@ -91,125 +105,6 @@ def latest_versions(model: str) -> dict[str, str]:
     return {m: v for m, (_, v) in out.items()}
 
 
-def reference_baselines(model: str, version: str, exclude_history: bool = False) -> dict[str, dict]:
-    """Non-generative references on the model version's splits (``reference_rankings``), with their metrics."""
-    import numpy as np
-    from zenml.client import Client
-
-    from sidkit.evaluation.downstream import IndexedSplits
-    from sidkit.retrieval.metrics import retrieval_metrics, target_ranks
-
-    mv = Client().get_model_version(model, version)
-    d = IndexedSplits.build(mv.get_artifact("sid_table").load(), mv.get_artifact("splits").load())
-    return {name: retrieval_metrics(np.asarray(target_ranks(ranked, d.test_tgt)))
-            for name, ranked in reference_rankings(d.train, d.valid_hist, d.valid_tgt, d.test_hist,
-                                                   exclude_history).items()}
-
-
-def reference_rankings(train: list[list[int]], valid_hist: list[list[int]], valid_tgt: list[int],
-                       test_hist: list[list[int]], exclude_history: bool = False) -> dict[str, list[list[int]]]:
-    """Top-20 per test user of the most popular items and of last-3-items transition counts (decayed 1, 1/2,
-    1/4; training transitions, plus validation ones for test; popular items fill up). ``exclude_history``
-    (the protocol's ``retrieval.exclude_history``, as the generators apply it): a user's own history items
-    are never ranked, so they take no top-20 slot."""
-    from collections import Counter, defaultdict
-
-    longest = max((len(h) for h in test_hist), default=0)
-    popular = [i for i, _ in Counter(i for s in train for i in s).most_common(20 + longest)]
-    trans: dict[int, Counter] = defaultdict(Counter)
-    for seq in train:
-        for a, b in zip(seq, seq[1:]):
-            trans[a][b] += 1
-    for h, t in zip(valid_hist, valid_tgt):
-        if h:
-            trans[h[-1]][t] += 1
-
-    def follow(h: list[int]) -> list[int]:
-        seen = set(h) if exclude_history else set()
-        c: Counter = Counter()
-        for k, item in enumerate(reversed(h[-3:])):
-            for j, n in trans[item].items():
-                if j not in seen:
-                    c[j] += n * 0.5 ** k
-        ranked = [i for i, _ in c.most_common(20)]
-        return ranked + [p for p in popular if p not in ranked and p not in seen][:20 - len(ranked)]
-
-    def most_popular(h: list[int]) -> list[int]:
-        seen = set(h) if exclude_history else set()
-        return [p for p in popular if p not in seen][:20]
-
-    rule = "same splits, history excluded" if exclude_history else "same splits"
-    return {f"most popular ({rule})": [most_popular(h) for h in test_hist],
-            f"last-3-items transitions ({rule})": [follow(h) for h in test_hist]}
-
-
-def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int = 3, seed: int = 0,
-                     exclude_history: bool = False) -> dict:
-    """An item-ID sequential model on the same splits, for calibration: SASRec (2 layers, d 64,
-    dropout 0.3 on the inputs) trained with full-softmax cross-entropy over all items on the training
-    split, early-stopped on validation Recall@10 (5,000 users, every 5 epochs), full ranking of the test
-    users (``exclude_history``: the user's history items masked, as the protocol's generators do). The
-    TIGER paper reports SASRec at R@10 0.0605 on Beauty."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from zenml.client import Client
-
-    from sidkit.evaluation.downstream import IndexedSplits
-    from sidkit.features.behaviour import SASRec, SASRecConfig, _length_bucketed_batches, _windows
-    from sidkit.retrieval.metrics import retrieval_metrics, target_ranks
-    from sidkit.utils import torch_generator
-
-    mv = Client().get_model_version(model, version)
-    d = IndexedSplits.build(mv.get_artifact("sid_table").load(), mv.get_artifact("splits").load())
-    n = len(d.item_ids)
-    cfg = SASRecConfig(dim=64, max_len=20, dropout=0.3, batch_size=128, seed=seed)
-    torch.manual_seed(seed)
-    g = torch_generator(seed)
-    net = SASRec(n, cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.98))
-    inputs, targets = _windows([[i + 1 for i in s] for s in d.train], cfg.max_len)
-    keep = (targets > 0).any(1)
-    inputs, targets = torch.from_numpy(inputs[keep]), torch.from_numpy(targets[keep])
-    lengths = (inputs > 0).sum(1)
-
-    def top20(histories):
-        net.eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(histories), 512):
-                x = torch.zeros(len(histories[s:s + 512]), cfg.max_len, dtype=torch.long)
-                for r, h in enumerate(histories[s:s + 512]):
-                    x[r, -len(h[-cfg.max_len:]):] = torch.tensor([i + 1 for i in h[-cfg.max_len:]])
-                scores = net(x)[:, -1] @ net.item.weight[1:].T
-                if exclude_history:
-                    for r, h in enumerate(histories[s:s + 512]):
-                        scores[r, h] = float("-inf")
-                out += scores.topk(20).indices.tolist()
-        return out
-
-    t0, best, best_state, bad, epoch = time.perf_counter(), -1.0, None, 0, 0
-    for epoch in range(epochs):
-        net.train()
-        for idx in _length_bucketed_batches(lengths, cfg.batch_size, g):
-            x, y = inputs[idx], targets[idx]
-            w = int((x > 0).sum(1).max())
-            logits = net(x[:, -w:]) @ net.item.weight[1:].T
-            loss = F.cross_entropy(logits.reshape(-1, n), (y[:, -w:] - 1).reshape(-1), ignore_index=-1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if epoch % 5 == 4:
-            r10 = retrieval_metrics(np.asarray(target_ranks(top20(d.valid_hist[:5000]), d.valid_tgt[:5000])))["recall@10"]
-            best, best_state, bad = (r10, {k: v.clone() for k, v in net.state_dict().items()}, 0) if r10 > best else (best, best_state, bad + 1)
-            if bad >= patience:
-                break
-    net.load_state_dict(best_state)
-    m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt)))
-    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history)
-    return m
-
-
 def current_eval_sha(eval_config: str) -> str:
     """The protocol hash of an eval config file, as run.py evaluate would record it."""
     from sidkit.config import check_config_file
@@ -225,142 +120,6 @@ def excludes_history(eval_config: str) -> bool:
 
     params = check_config_file(ROOT / eval_config).get("parameters") or {}
     return bool((params.get("retrieval") or {}).get("exclude_history", False))
-
-
-def table_name(eval_config: str) -> str:
-    """Results of one eval config: configs/eval_beauty.yaml -> downstream_beauty, eval_beauty_lean.yaml ->
-    downstream_beauty_lean (its json, ranks, logs and BENCHMARKS block), so protocols never share a file."""
-    return "downstream_" + Path(eval_config).stem.removeprefix("eval_")
-
-
-def ranks_path(table: str, row: dict) -> Path:
-    """The per-user test ranks of a row: one file per run (so a replaced row keeps its own), or the
-    per-method file of rows stored before runs had their own."""
-    name = row.get("ranks_file") or f"{table}_{row['method']}.npy"
-    return ROOT / "benchmarks" / "results" / "ranks" / name
-
-
-def paired(table: str, base: dict, row: dict) -> dict | None:
-    """Paired bootstrap of R@10 (row - base) on the same test users, from the stored per-user ranks."""
-    import numpy as np
-
-    from sidkit.evaluation.ab import paired_bootstrap
-    from sidkit.retrieval.metrics import per_user_gains
-
-    a, b = ranks_path(table, base), ranks_path(table, row)
-    if a == b or not (a.exists() and b.exists()):
-        return None
-    ra, rb = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
-    if len(ra) != len(rb):
-        return None
-    ones = np.ones(len(ra))
-    return paired_bootstrap((per_user_gains(ra, 10, "recall"), ones), (per_user_gains(rb, 10, "recall"), ones))
-
-
-def aucs_path(row: dict) -> Path | None:
-    return ROOT / "benchmarks" / "results" / "ranks" / row["aucs_file"] if row.get("aucs_file") else None
-
-
-def paired_gauc(base: dict, row: dict) -> dict | None:
-    """Paired bootstrap of GAUC (row - base) on the same test users, from the stored per-user AUCs and
-    impression counts (users without an AUC in either row weigh 0)."""
-    import numpy as np
-
-    from sidkit.evaluation.ab import paired_bootstrap
-
-    a, b = aucs_path(base), aucs_path(row)
-    if a is None or b is None or a == b or not (a.exists() and b.exists()):
-        return None
-    (va, wa), (vb, wb) = np.load(a, allow_pickle=False), np.load(b, allow_pickle=False)
-    if len(va) != len(vb):
-        return None
-    both = np.isfinite(va) & np.isfinite(vb)
-    return paired_bootstrap((np.where(both, va, 0.0), wa * both), (np.where(both, vb, 0.0), wb * both))
-
-
-def delta_text(d: dict | None) -> str:
-    return f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d else "-"
-
-
-def interval(r: dict, key: str) -> str:
-    ci = r.get(f"{key}_ci")
-    return f"{r[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{r[key]:.4f}"
-
-
-def where(row: dict) -> str:
-    """ISA, precision and load average (start -> end) a row ran with; '-' where an older row lacks them."""
-    load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
-            if "load_average_1min_start" in row else "-")
-    return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}{' (contended)' if row.get('contended') else ''}"
-
-
-def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:
-    """Each shown row against the earlier runs of the same method under the same protocol that it replaced
-    (another machine, ISA or precision): paired Δ R@10 on the same test users, so a precision or machine
-    change is judged on evidence, not assumed neutral."""
-    out = []
-    for s in rows:
-        for old in (p for p in previous if p["method"] == s["method"]
-                    and p.get("eval_config_sha256") == s.get("eval_config_sha256") and p.get("status") == "succeeded"):
-            a, b = old["retrieval"].get("inputs_sha256"), s["retrieval"].get("inputs_sha256")
-            same = "not fingerprinted in both rows" if not (a and b) else "identical" if a == b else "DIFFERENT"
-            delta = delta_text(paired(table, old, s))
-            out.append(f"| {s['method']} v{s['model_version']} | v{old['model_version']}, {old.get('measured_at', '?')} | {where(old)} | "
-                       f"{old['retrieval']['recall@10']:.4f} | {s['retrieval']['recall@10']:.4f} | {delta} | "
-                       f"{old['retrieval']['train_seconds'] / 60:.1f} -> {s['retrieval']['train_seconds'] / 60:.1f} min | {same} |")
-    if not out:
-        return []
-    return ["", "Re-runs under the same protocol (the shown row against the run it replaced; Δ R@10 paired on the same "
-            "test users):\n", "| row | replaced run (version, date) | its ISA · precision · load | its R@10 | R@10 now | Δ R@10 (p) | "
-            "generator train | SIDs and splits |", "|---|---|---|---:|---:|---:|---:|---|"] + out
-
-
-def against(table: str, rows: list[dict], other_config: str) -> list[str]:
-    """Each shown row against the same tokenizer version's row under another eval config (e.g. ADA-SID's router
-    weights on vs off): paired Δ R@10 on the same test users, only where both rows hold the same SIDs and
-    splits (``inputs_sha256``); GAUC paired too where both rows stored per-user AUCs."""
-    other_table = table_name(other_config)
-    path = ROOT / "benchmarks" / "results" / f"{other_table}.json"
-    others = {r["method"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
-    out = []
-    for s in rows:
-        o = others.get(s["method"])
-        if s.get("status") != "succeeded" or not o or o.get("status") != "succeeded":
-            continue
-        fingerprint = s["retrieval"].get("inputs_sha256")
-        same = fingerprint is not None and o["retrieval"].get("inputs_sha256") == fingerprint
-        d = paired(table, o, s) if same else None
-        delta = (f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})" if d
-                 else "- (other SIDs or splits)" if not same else "-")
-        out.append(f"| {s['method']} v{s['model_version']} | v{o['model_version']} | {o['retrieval']['recall@10']:.4f} | "
-                   f"{s['retrieval']['recall@10']:.4f} | {delta} | {o['ranking']['gauc']:.4f} -> {s['ranking']['gauc']:.4f} | "
-                   f"{delta_text(paired_gauc(o, s))} |")
-    if not out:
-        return ["", f"No row here has a counterpart under {other_config} yet."]
-    return ["", f"Against {other_config} (`{other_table}`), same tokenizer version, paired on the same test users "
-            "(Δ GAUC where both rows stored per-user AUCs):\n",
-            "| row | there | its R@10 | R@10 here | Δ R@10 (p) | GAUC there -> here | Δ GAUC (p) |",
-            "|---|---:|---:|---:|---:|---:|---:|"] + out
-
-
-def variants(table: str, rows: list[dict]) -> list[str]:
-    """Each ablation / variant row (``method:variant``) against its full method's row, paired on the same users."""
-    full = {r["method"]: r for r in rows if ":" not in r["method"] and r.get("status") == "succeeded"}
-    out = []
-    for r in rows:
-        base = full.get(r["method"].split(":")[0])
-        if ":" not in r["method"] or base is None or r.get("status") != "succeeded":
-            continue
-        out.append(f"| {r['method']} v{r['model_version']} | {base['method']} v{base['model_version']} | "
-                   f"{base['retrieval']['recall@10']:.4f} | {r['retrieval']['recall@10']:.4f} | "
-                   f"{delta_text(paired(table, base, r))} | {base['ranking']['gauc']:.4f} -> {r['ranking']['gauc']:.4f} | "
-                   f"{delta_text(paired_gauc(base, r))} |")
-    if not out:
-        return []
-    return ["", "Ablations and variants against their full method (Δ paired on the same test users; Δ GAUC where both "
-            "rows stored per-user AUCs):\n",
-            "| row | full method | its R@10 | R@10 | Δ R@10 (p) | GAUC full -> variant | Δ GAUC (p) |",
-            "|---|---|---:|---:|---:|---:|---:|"] + out
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import benchmarks.downstream_table as table
+import benchmarks.references as references
+import benchmarks.row_comparisons as rows_
 
 
 def _row(method, run, recall, inputs, ranks_file, precision):
@@ -13,7 +15,7 @@ def _row(method, run, recall, inputs, ranks_file, precision):
 
 
 def test_a_rerun_is_compared_with_the_row_it_replaced(tmp_path, monkeypatch):
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
     folder = tmp_path / "benchmarks" / "results" / "ranks"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -24,15 +26,15 @@ def test_a_rerun_is_compared_with_the_row_it_replaced(tmp_path, monkeypatch):
     np.save(folder / "t_rqkmeans_b.npy", new)
     before = _row("rqkmeans", "2026-12-01", 0.30, "x" * 64, "t_rqkmeans_a.npy", "fp32")
     after = _row("rqkmeans", "2026-12-02", 0.38, "x" * 64, "t_rqkmeans_b.npy", "bf16")
-    lines = table.reruns("t", [after], [before])
+    lines = rows_.reruns("t", [after], [before])
     assert len(lines) == 5 and "| identical |" in lines[-1] and "fp32" in lines[-1]
-    d = table.paired("t", before, after)
+    d = rows_.paired("t", before, after)
     assert d["lift"] > 0.05 and d["p_value"] < 0.01
     # another protocol is never compared; other inputs are named as such
-    assert table.reruns("t", [after], [{**before, "eval_config_sha256": "q" * 64}]) == []
+    assert rows_.reruns("t", [after], [{**before, "eval_config_sha256": "q" * 64}]) == []
     other = {**before, "retrieval": {**before["retrieval"], "inputs_sha256": "y" * 64}}
-    assert "| DIFFERENT |" in table.reruns("t", [after], [other])[-1]
-    assert table.paired("t", after, after) is None   # a row against itself: nothing to compare
+    assert "| DIFFERENT |" in rows_.reruns("t", [after], [other])[-1]
+    assert rows_.paired("t", after, after) is None   # a row against itself: nothing to compare
 
 
 def test_a_row_is_paired_with_its_counterpart_under_another_eval_config(tmp_path, monkeypatch):
@@ -40,7 +42,7 @@ def test_a_row_is_paired_with_its_counterpart_under_another_eval_config(tmp_path
     paired on the same users only where both rows hold the same SIDs and splits."""
     import json
 
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
     folder = tmp_path / "benchmarks" / "results" / "ranks"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)
@@ -53,11 +55,11 @@ def test_a_row_is_paired_with_its_counterpart_under_another_eval_config(tmp_path
     there = {**_row("adasid", "d1", 0.30, "x" * 64, "downstream_x_adasid_a.npy", "bf16"), "ranking": ranking}
     here = {**_row("adasid", "d2", 0.25, "x" * 64, "downstream_x_router_adasid_b.npy", "bf16"), "ranking": ranking}
     (tmp_path / "benchmarks" / "results" / "downstream_x.json").write_text(json.dumps({"runs": [there]}))
-    lines = table.against("downstream_x_router", [here], "configs/eval_x.yaml")
+    lines = rows_.against("downstream_x_router", [here], "configs/eval_x.yaml")
     assert "(p 0.00" in lines[-1] and "| 0.3000 | 0.2500 | -0.0" in lines[-1]
     moved = {**here, "retrieval": {**here["retrieval"], "inputs_sha256": "y" * 64}}
-    assert "other SIDs or splits" in table.against("downstream_x_router", [moved], "configs/eval_x.yaml")[-1]
-    assert "no row here" in table.against("downstream_x_router", [here], "configs/eval_y.yaml")[-1].lower()
+    assert "other SIDs or splits" in rows_.against("downstream_x_router", [moved], "configs/eval_x.yaml")[-1]
+    assert "no row here" in rows_.against("downstream_x_router", [here], "configs/eval_y.yaml")[-1].lower()
 
 
 def test_an_ablation_is_its_own_row_and_is_paired_with_its_full_method(tmp_path, monkeypatch):
@@ -67,7 +69,7 @@ def test_an_ablation_is_its_own_row_and_is_paired_with_its_full_method(tmp_path,
     assert table.row_name("mmq", ["movielens", "mmq", "ablation", "no_stage2"], "movielens") == "mmq:no_stage2"
     assert table.ordered(["adasid", "mmq:no_stage2", "rqvae", "mmq", "adasid:no_router"]) == [
         "rqvae", "mmq", "mmq:no_stage2", "adasid", "adasid:no_router"]
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
     folder = tmp_path / "benchmarks" / "results" / "ranks"
     folder.mkdir(parents=True)
     full = np.random.default_rng(2).integers(0, 30, 2000)
@@ -78,12 +80,12 @@ def test_an_ablation_is_its_own_row_and_is_paired_with_its_full_method(tmp_path,
     ranking = {"auc": 0.7, "gauc": 0.69}
     rows = [{**_row("mmq", "d1", 0.30, "x" * 64, "t_mmq_a.npy", "bf16"), "ranking": ranking},
             {**_row("mmq:no_stage2", "d2", 0.22, "y" * 64, "t_mmq-no_stage2_b.npy", "bf16"), "ranking": ranking}]
-    lines = table.variants("t", rows)
+    lines = rows_.variants("t", rows)
     assert len(lines) == 5 and lines[-1].startswith("| mmq:no_stage2 v1 | mmq v1 |") and "(p 0.00" in lines[-1]
 
 
 def test_gauc_is_paired_on_the_same_users_from_stored_per_user_aucs(tmp_path, monkeypatch):
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
     folder = tmp_path / "benchmarks" / "results" / "ranks"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(3)
@@ -93,9 +95,9 @@ def test_gauc_is_paired_on_the_same_users_from_stored_per_user_aucs(tmp_path, mo
     weights = np.full(3000, 100.0)
     np.save(folder / "a_auc.npy", np.stack([base, weights]))
     np.save(folder / "b_auc.npy", np.stack([better, weights]))
-    d = table.paired_gauc({"aucs_file": "a_auc.npy"}, {"aucs_file": "b_auc.npy"})
+    d = rows_.paired_gauc({"aucs_file": "a_auc.npy"}, {"aucs_file": "b_auc.npy"})
     assert d["lift"] == pytest.approx(0.02, abs=1e-3) and d["p_value"] < 0.01
-    assert table.paired_gauc({}, {"aucs_file": "b_auc.npy"}) is None       # a row from before AUCs were stored
+    assert rows_.paired_gauc({}, {"aucs_file": "b_auc.npy"}) is None       # a row from before AUCs were stored
 
 
 def test_reference_baselines_follow_the_protocols_history_exclusion():
@@ -104,8 +106,8 @@ def test_reference_baselines_follow_the_protocols_history_exclusion():
     train = [[0, 1, 2], [0, 1, 3], [0, 1, 2], [4, 0, 1]]
     valid_hist, valid_tgt = [[0, 1]], [2]
     test_hist = [[2, 1]]                          # after 1 comes 2 (seen) or 3 (not seen)
-    plain = table.reference_rankings(train, valid_hist, valid_tgt, test_hist)
-    masked = table.reference_rankings(train, valid_hist, valid_tgt, test_hist, exclude_history=True)
+    plain = references.reference_rankings(train, valid_hist, valid_tgt, test_hist)
+    masked = references.reference_rankings(train, valid_hist, valid_tgt, test_hist, exclude_history=True)
     assert plain["last-3-items transitions (same splits)"][0][0] == 2
     follow = masked["last-3-items transitions (same splits, history excluded)"][0]
     popular = masked["most popular (same splits, history excluded)"][0]
