@@ -131,6 +131,7 @@ def finish(summary_path: str | None, summary: dict, run_name: str, line: str, tr
     from sidkit.monitoring.reports import reports_root, run_reports
 
     summary["reports"] = run_reports(run_name)
+    summary["report_uris"] = stored_reports(run_name)
     tracking = tracking or {}
     if summary["reports"] and tracking.get("enabled", True):
         from sidkit.tracking import log_report_pages
@@ -145,8 +146,23 @@ def finish(summary_path: str | None, summary: dict, run_name: str, line: str, tr
     click.echo(line)
     for page in summary["reports"]:
         click.echo(f"  report: {page}")
+    if not summary["reports"]:                # steps ran elsewhere (a remote orchestrator): the stored copies
+        for uri in summary["report_uris"]:
+            click.echo(f"  report: {uri}")
     if summary["reports"]:
         click.echo(f"  all reports: {reports_root().resolve() / 'index.html'}")
+
+
+def stored_reports(run_name: str) -> list[str]:
+    """The artifact-store URIs of the report pages a run's steps stored (``report_uri`` step metadata,
+    steps/report_store.py): where a remote run's pages are, when the local reports folder has none."""
+    from zenml.client import Client
+
+    try:
+        steps = Client().get_pipeline_run(run_name).steps
+    except KeyError:
+        return []
+    return [str(s.run_metadata["report_uri"]) for s in steps.values() if "report_uri" in (s.run_metadata or {})]
 
 
 def output(run, step: str, name: str):

@@ -151,7 +151,7 @@ def test_drift_cli_between_versions(cli, retrain_runs):
             with fileio.open(f"{store}/sidkit-reports/drift/{folder.name}/{page.relative_to(folder).as_posix()}", "rb") as f:
                 assert f.read() == page.read_bytes()
     step = Client().get_pipeline_run(d["run_name"]).steps["detect_sid_drift"]
-    assert step.run_metadata["report_uri"] == d["report_uri"]
+    assert step.run_metadata["report_uri"] == d["report_uri"] and d["report_uri"] in d["report_uris"]
     _, _, s3, _ = retrain_runs                  # a retraining run's A/B, SID-quality and validation pages too
     for kind in ("ab", "sid_quality", "validation"):
         page = Path(next(p for p in s3["reports"] if f"/{kind}/" in p))
