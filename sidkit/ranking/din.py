@@ -23,7 +23,7 @@ negatives (excluding the user's own items), history as in leave-one-out.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -34,13 +34,14 @@ from torch import nn
 from sidkit.errors import ConfigError
 from sidkit.utils import log, progress, torch_generator
 
-FEATURE_SETS = ("id", "sid", "id+sid", "sid_weighted", "id+sid_weighted")
+FeatureSet = Literal["id", "sid", "id+sid", "sid_weighted", "id+sid_weighted"]
+FEATURE_SETS = get_args(FeatureSet)
 
 
 class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: Literal["id", "sid", "id+sid", "sid_weighted", "id+sid_weighted"] = "id+sid"   # FEATURE_SETS
+    features: FeatureSet = "id+sid"
     dim: int = Field(32, ge=1)
     attention_hidden: int = 64
     mlp_hidden: int = 64
