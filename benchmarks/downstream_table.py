@@ -199,12 +199,17 @@ def main() -> None:
             values = np.array([np.nan if a is None else a for a in aucs], dtype=np.float64)
             np.save(aucs_path(s), np.stack([values, np.asarray(weights, dtype=np.float64)]), allow_pickle=False)
         ranks = s.get("retrieval", {}).pop("test_ranks", None)
+        deep_ranks = s.get("retrieval", {}).pop("test_deep_ranks", None)
         if ranks is not None:
             import numpy as np
 
             s["ranks_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}.npy"
             ranks_path(results, s).parent.mkdir(parents=True, exist_ok=True)
             np.save(ranks_path(results, s), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
+            if deep_ranks is not None:   # the deep beam's ranks (deep_beam_size), beside the protocol beam's
+                s["deep_ranks_file"] = s["ranks_file"].replace(".npy", "_deep.npy")
+                np.save(ranks_path(results, {"ranks_file": s["deep_ranks_file"]}), np.asarray(deep_ranks, dtype=np.int32),
+                        allow_pickle=False)
         s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
                   "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
                   "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
@@ -278,11 +283,29 @@ def main() -> None:
                          f"{s['method']} v{s['model_version']} R@10 {s.get('retrieval', {}).get('recall@10', float('nan')):.4f} "
                          f"({s.get('eval_config_sha256', 'no hash')[:12]}, {s.get('measured_at', '?')})" for s in stale))
     paired_with = against(results, rows, args.paired_with) if args.paired_with else []
-    table = "\n".join(lines + strata + variants(results, rows) + reruns(results, rows, stored_previous())
+    table = "\n".join(lines + strata + deep_cutoffs(rows) + variants(results, rows) + reruns(results, rows, stored_previous())
                       + paired_with) + "\n"
     print(table)
     if args.write:
         update_block(results.replace("_", "-"), table)
+
+
+def deep_cutoffs(rows: list[dict]) -> list[str]:
+    """Recall/NDCG at 50 and 100 for the rows that ran the second, wider test beam (``deep_beam_size``)."""
+    deep = [s for s in rows if s.get("status") == "succeeded" and s["retrieval"].get("deep_beam_size")]
+    if not deep:
+        return []
+    out = ["", "Deep cut-offs (ADA-SID reports R@50/R@100): a second test beam of width `deep_beam_size` over the same "
+           "trained generator; R@10 above stays from the protocol's beam. Rows without it predate the setting.\n",
+           "| tokenizer | deep beam | R@50 [95% CI] | R@100 [95% CI] | N@50 | N@100 | deep beam time |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in deep:
+        r = s["retrieval"]
+        cell = lambda key: interval(r, key) if key in r else "-"  # noqa: E731
+        num = lambda key: f"{r[key]:.4f}" if key in r else "-"  # noqa: E731
+        out.append(f"| {s['method']} | {r['deep_beam_size']} | {cell('recall@50')} | {cell('recall@100')} | "
+                   f"{num('ndcg@50')} | {num('ndcg@100')} | {r['deep_eval_seconds'] / 60:.1f} min |")
+    return out
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     cfg = {"parameters": {
         "tokenizer_model": "sidkit-tokenizer-test",
         "retrieval": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
-                      "beam_size": 5, "patience": 5},
+                      "beam_size": 5, "deep_beam_size": 20, "patience": 5},
         "ranking": {"features": "id+sid", "epochs": 1, "dim": 8, "n_eval_negatives": 10},
         "tracking": {"experiment": "sidkit-test-eval"}}}
     path = tmp_path / "eval.yaml"
@@ -43,6 +43,12 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     assert low <= s["retrieval"]["recall@10"] <= high
     ranks = s["retrieval"]["test_ranks"]
     assert len(ranks) == 120 and sum(0 < r <= 10 for r in ranks) / 120 == pytest.approx(s["retrieval"]["recall@10"])
+    # the deep beam (20 wide) reports R@20 from its own ranks; R@10 stays from the protocol's beam of 5
+    deep = s["retrieval"]["test_deep_ranks"]
+    assert s["retrieval"]["deep_beam_size"] == 20 and len(deep) == 120 and max(deep) <= 20
+    assert sum(0 < r <= 20 for r in deep) / 120 == pytest.approx(s["retrieval"]["recall@20"])
+    assert "recall@20_ci" in s["retrieval"] and "recall@50" not in s["retrieval"]
+    assert max(ranks) <= 5                                     # the protocol's list is its beam's
     assert {"auc", "gauc", "by_popularity"} <= set(s["ranking"])
     assert {"head", "torso", "tail"} <= set(s["ranking"]["by_popularity"])
     assert 0.0 <= s["ranking"]["auc"] <= 1.0
@@ -57,6 +63,7 @@ def test_evaluate_a_registered_tokenizer(tmp_path):
     mv = Client().get_model_version("sidkit-tokenizer-test", version)
     assert "retrieval" in mv.run_metadata["evaluation"]
     assert "test_ranks" not in mv.run_metadata["evaluation"]["retrieval"]    # aggregates only in metadata
+    assert "test_deep_ranks" not in mv.run_metadata["evaluation"]["retrieval"]
     assert "test_aucs" not in mv.run_metadata["evaluation"]["ranking"]
     gen = Client().get_pipeline_run(s["run_id"]).steps["evaluate_generative_retrieval"].outputs["sid_generator"][0].load()
     model = gen.build()  # the stored generator rebuilds from config.json + safetensors

@@ -50,11 +50,15 @@ def test_eval_config_hash_names_the_resolved_protocol():
     # precision is how a row is computed, not what it measures: fp32 on one CPU, bf16 on another, one protocol
     assert base == eval_config_sha256({"beam_size": 20, "precision": "fp32"}, {})
     assert base == eval_config_sha256({"beam_size": 20, "precision": "bf16"}, {})
+    # the deep beam only adds the deep cut-offs' numbers: rows with and without it share the protocol
+    assert base == eval_config_sha256({"beam_size": 20, "deep_beam_size": 100}, {})
     # the hash of the shipped Beauty protocol is unchanged by that rule (rows measured before it still match)
     from sidkit.config import check_config_file
 
     p = check_config_file("configs/eval_beauty.yaml")["parameters"]
     assert eval_config_sha256(p["retrieval"], p["ranking"]).startswith("daf45d75da79")
+    p = check_config_file("configs/eval_movielens.yaml")["parameters"]
+    assert eval_config_sha256(p["retrieval"], p["ranking"]).startswith("d17f71c3b076")
 
 
 def test_inputs_fingerprint_changes_with_any_sid_or_split():

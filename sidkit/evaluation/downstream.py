@@ -27,12 +27,14 @@ from sidkit.sids.table import SIDTable
 STRATA = ("head", "torso", "tail", "cold")
 INTERVAL_KS = (10,)           # Recall/NDCG@K with a 95% bootstrap interval over users in every row
 DEEP_KS = (20, 50, 100)       # reported where the beam is at least this wide (a beam of B finds <= ~B items)
-EXECUTION_ONLY = ("precision",)  # generator settings that change how a row is computed, not what it measures
+# generator settings that change how a row is computed, not what it measures (precision), or that only add numbers
+# and change none of the others (deep_beam_size: a second beam for the deep cut-offs)
+EXECUTION_ONLY = ("precision", "deep_beam_size")
 # settings added after protocols were pinned enter the hash only when set away from their default, so that adding
 # one does not make every earlier row stale. A row measured before a setting existed ran with the behaviour its
 # default keeps, except implicit_alignment_scope (multi-view SIDs only): MACRec rows before 2026-12-04 (see their
 # commit) aligned "histories"
-HASHED_WHEN_SET = ("implicit_alignment_scope", "sid_weights")
+HASHED_WHEN_SET = ("implicit_alignment_scope", "sid_weights", "deep_beam_size")
 
 
 def eval_config_sha256(retrieval: GeneratorConfig | dict, ranking: RankerConfig | dict) -> str:
@@ -108,6 +110,7 @@ class PerUser:
 
     strata: np.ndarray                    # stratum of the user's test target
     ranks: np.ndarray | None = None       # retrieval: 1-based rank of the target in the beam list, 0 = missed
+    deep_ranks: np.ndarray | None = None  # retrieval: the same in the deep beam's list (deep_beam_size), if any
     auc: np.ndarray | None = None         # ranking: the user's AUC over its impressions (NaN: one class)
     weight: np.ndarray | None = None      # ranking: the user's number of impressions (GAUC weight)
 
@@ -163,8 +166,20 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
     metrics["epochs"] = len(history)
     metrics["views"] = views
     metrics["inputs_sha256"] = inputs_sha256(data.item_ids, sids, data)
+    deep_ranks = None
+    if cfg.deep_beam_size and cfg.deep_beam_size > cfg.beam_size:
+        t0 = time.perf_counter()
+        deep = generate_ranked(model, vocab, sids, data.test_hist, cfg.model_copy(update={"beam_size": cfg.deep_beam_size}),
+                               views)
+        deep_ranks = target_ranks(deep, data.test_tgt)
+        deep_ks = tuple(k for k in DEEP_KS if cfg.beam_size < k <= cfg.deep_beam_size)
+        deep_metrics = retrieval_metrics(deep_ranks, deep_ks, intervals=deep_ks)
+        del deep_metrics["n_users"]
+        metrics.update(deep_metrics)
+        metrics["deep_beam_size"] = cfg.deep_beam_size
+        metrics["deep_eval_seconds"] = time.perf_counter() - t0
     if per_user is not None:
-        per_user.append(PerUser(np.asarray(data.strata), ranks=ranks))
+        per_user.append(PerUser(np.asarray(data.strata), ranks=ranks, deep_ranks=deep_ranks))
     return metrics, model, vocab, history
 
 

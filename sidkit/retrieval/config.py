@@ -40,6 +40,11 @@ class GeneratorConfig(BaseModel):
                                                    # average of the weights (per step; ramped up as
                                                    # min(decay, (1 + step) / (10 + step))); 0 = the live weights
     beam_size: int = Field(20, ge=1)
+    # reporting: a second test beam of this width over the same trained generator gives Recall/NDCG@K for the deep
+    # cut-offs beyond ``beam_size`` (K in 20, 50, 100 up to this width; a beam of B finds at most ~B items), as
+    # ADA-SID reports R@50/R@100. K <= beam_size stays from the protocol's beam, so it changes no other number
+    # (and is not part of the protocol's hash). None: no second beam
+    deep_beam_size: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     patience: int = 5             # validations without improvement before stopping
     valid_every: int = 1          # validate (beam search on validation users) every N epochs
