@@ -13,6 +13,7 @@ from sidkit.settings import configure_environment, configure_threads
 
 configure_environment()  # before zenml / mlflow / GX are imported
 
+from pipelines.cli_support import check_device  # noqa: E402
 from pipelines import commands  # noqa: E402 - imports no ZenML at module level; each command does
 
 
@@ -36,8 +37,8 @@ def cli(verbose: bool, overlay: str | None) -> None:
     model holds its lock.
     \b
     Environment: SIDKIT_HOME (state folder: ZenML store, MLflow, reports; default .sidkit),
-    SIDKIT_THREADS (compute threads), SIDKIT_DRIFT_APPROVAL=approve|reject (answers the drift
-    gate's human approval without an alerter), SIDKIT_PROGRESS=0 (no progress bars).
+    SIDKIT_THREADS (compute threads), SIDKIT_DEVICE=cpu|auto|cuda[:N] (the trainers' device), SIDKIT_DRIFT_APPROVAL=
+    approve|reject (answers the drift gate's human approval without an alerter), SIDKIT_PROGRESS=0 (no progress bars).
     """
     # no handler of our own: ZenML's console handler on the root logger prints every record once;
     # our logger gets its level explicitly and its records propagate there
@@ -140,6 +141,7 @@ def schedule(**options) -> None:
 
 def main() -> None:
     configure_threads()   # one heavy process, the cores it was given (SIDKIT_THREADS overrides)
+    check_device()        # SIDKIT_DEVICE names a device this machine has (exit 2 before anything runs)
     cli()
 
 

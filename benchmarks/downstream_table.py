@@ -150,9 +150,11 @@ def main() -> None:
 
     merged = stored_runs()
     if args.sasrec_reference and versions:
+        load_start = round(os.getloadavg()[0], 2)
         ref = sasrec_reference(MODELS[args.dataset], next(iter(versions.values())),
                                exclude_history=excludes_history(eval_config))
-        ref.update(measured_at=now(), commit=git_rev())
+        ref.update(measured_at=now(), commit=git_rev(), machine=machine(), isa=cpu_isa(),
+                   load_average_1min_start=load_start, load_average_1min_end=round(os.getloadavg()[0], 2))
         save_json(f"sasrec_reference_{args.dataset}", ref)
         print("SASRec reference", ref, flush=True)
     if args.methods == ["stale"]:

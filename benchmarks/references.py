@@ -122,5 +122,6 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
                 break
     net.load_state_dict(best_state)
     m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt)))
-    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history)
+    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history,
+             threads=torch.get_num_threads())
     return m

@@ -62,6 +62,18 @@ def failure_summary(pipeline_name: str, exc: BaseException, started: datetime) -
     return summary
 
 
+def check_device() -> None:
+    """``SIDKIT_DEVICE`` names a device this machine has (sidkit.devices), else exit 2 before anything runs."""
+    from sidkit.devices import resolve_device
+    from sidkit.errors import ConfigError
+
+    try:
+        resolve_device()
+    except ConfigError as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
+
+
 def load_overlay(path: str) -> dict:
     """An overlay YAML (environment variables expanded); it may only carry settings."""
     import os

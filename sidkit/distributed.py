@@ -61,12 +61,15 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def init_from_env(backend: str | None = None, device: str = "cpu") -> None:
+def init_from_env(backend: str | None = None, device: str | None = None) -> None:
     """Initialise from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
-    The backend follows where the tensors are (``device``), not whether a GPU is visible: sidkit's
-    trainers keep their tensors on the CPU, where NCCL cannot reduce them (gloo)."""
+    The backend follows where the trainers' tensors are (``device``, default ``SIDKIT_DEVICE``: sidkit.devices),
+    not whether a GPU is visible: NCCL for CUDA tensors, gloo for CPU ones (NCCL cannot reduce those)."""
     if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
+    from sidkit.devices import compute_device
+
+    device = str(device if device is not None else compute_device())
     dist.init_process_group(backend or ("nccl" if device.startswith("cuda") else "gloo"))
 
 

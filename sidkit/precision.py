@@ -41,5 +41,10 @@ def resolve(precision: Precision) -> Literal["fp32", "bf16"]:
 
 
 def autocast(precision: Precision) -> contextlib.AbstractContextManager:
-    """The autocast context for ``precision`` (resolved): bf16 autocast, or nothing for fp32."""
+    """The autocast context for ``precision`` (resolved): bf16 autocast, or nothing for fp32. It autocasts on
+    the device the trainer runs on (sidkit.devices: CUDA when the current default device is; else the CPU);
+    ``auto`` on CUDA is bf16 where the GPU supports it."""
+    if torch.get_default_device().type == "cuda":
+        enabled = precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported())
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve(precision) == "bf16")

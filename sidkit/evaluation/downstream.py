@@ -180,7 +180,7 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
         metrics["deep_eval_seconds"] = time.perf_counter() - t0
     if per_user is not None:
         per_user.append(PerUser(np.asarray(data.strata), ranks=ranks, deep_ranks=deep_ranks))
-    return metrics, model, vocab, history
+    return metrics, model.cpu(), vocab, history
 
 
 def evaluate_ranking(table: SIDTable, splits: Splits, cfg: RankerConfig | dict,

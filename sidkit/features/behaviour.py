@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sidkit.devices import built_on_cpu, runs_on_device, to_device
 from sidkit.utils import log, progress, torch_generator
 
 
@@ -82,12 +83,14 @@ def _windows(sequences: list[list[int]], max_len: int) -> tuple[np.ndarray, np.n
     return inputs, targets
 
 
+@runs_on_device
 def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
                  on_epoch=None) -> tuple[np.ndarray, list[float]]:
-    """Train on index sequences (items numbered 1..n_items). Returns (item table (n_items, dim), losses)."""
+    """Train on index sequences (items numbered 1..n_items). Returns (item table (n_items, dim), losses).
+    Runs on ``SIDKIT_DEVICE`` (sidkit.devices): windows stay on the CPU, each batch goes to the device."""
     g = torch_generator(cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = SASRec(n_items, cfg)
+    model = built_on_cpu(lambda: SASRec(n_items, cfg))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     inputs, targets = _windows(sequences, cfg.max_len)
     keep = (targets > 0).any(1)
@@ -101,8 +104,8 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
         for idx in _length_bucketed_batches(lengths, cfg.batch_size, g):
             x, y = inputs[idx], targets[idx]
             width = int((x > 0).sum(1).max())  # trim the batch to its longest sequence (left padding)
-            x, y = x[:, -width:], y[:, -width:]
-            neg = torch.randint(1, n_items + 1, y.shape, generator=g)
+            x, y = to_device(x[:, -width:]), to_device(y[:, -width:])
+            neg = to_device(torch.randint(1, n_items + 1, y.shape, generator=g, device="cpu"))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 h = model(x)
             h = h.float()
@@ -120,7 +123,7 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
         if on_epoch:
             on_epoch(epoch, losses[-1])
     log.info("SASRec trained: %d epochs, final loss %.4f", cfg.epochs, losses[-1] if losses else float("nan"))
-    return model.item.weight.detach()[1:].float().numpy().copy(), losses
+    return model.item.weight.detach()[1:].float().cpu().numpy().copy(), losses
 
 
 def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
@@ -129,14 +132,14 @@ def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, g: torch.Ge
     Sequences are shuffled, sorted by length within chunks of 50 batches, cut into batches,
     and the batch order is shuffled again (seeded).
     """
-    order = torch.randperm(len(lengths), generator=g)
+    order = torch.randperm(len(lengths), generator=g, device="cpu")
     chunk = batch_size * 50
     batches = []
     for start in range(0, len(order), chunk):
         part = order[start:start + chunk]
         part = part[torch.argsort(lengths[part], stable=True)]
         batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g, device="cpu").tolist()]
 
 
 def behaviour_embeddings(item_ids: list[str], train_sequences: dict[str, list[str]],

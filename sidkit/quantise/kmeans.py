@@ -27,21 +27,22 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 50, seed: int = 0, tol: floa
     if n == 0:
         raise ValueError("k-means needs at least one point")
     # k-means++
-    first = torch.randint(n, (1,), generator=g)
+    # draws on the CPU generator (the same on every device); the points may be on any device
+    first = torch.randint(n, (1,), generator=g, device="cpu")
     centroids = [x[first]]
     d2 = squared_distances(x, centroids[0]).squeeze(1)
     for _ in range(1, min(k, n)):
         total = d2.sum()
         if total <= 0:
             break
-        idx = torch.multinomial(d2 / total, 1, generator=g)
+        idx = torch.multinomial((d2 / total).cpu(), 1, generator=g)
         centroids.append(x[idx])
         d2 = torch.minimum(d2, squared_distances(x, x[idx]).squeeze(1))
     c = torch.cat(centroids)
     if c.shape[0] < k:
-        extra = x[torch.randint(n, (k - c.shape[0],), generator=g)]
+        extra = x[torch.randint(n, (k - c.shape[0],), generator=g, device="cpu")]
         scale = x.std().clamp_min(1e-3) * 1e-2
-        c = torch.cat([c, extra + scale * torch.randn(extra.shape, generator=g)])
+        c = torch.cat([c, extra + scale * torch.randn(extra.shape, generator=g, device="cpu").to(x.device)])
     prev = None
     for _ in range(iters):
         d = squared_distances(x, c)

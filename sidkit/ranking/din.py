@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from sidkit.devices import built_on_cpu, runs_on_device, to_device
 from sidkit.errors import ConfigError
 from sidkit.utils import log, progress, torch_generator
 
@@ -70,8 +71,8 @@ class ItemRepresentation(nn.Module):
                               "router: the SID table's weight_<p> columns)")
         self.id_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if self.use_id else None
         if self.use_sid:
+            sizes = (np.asarray(sids, dtype=np.int64).max(0) + 1).tolist()
             sids = torch.as_tensor(np.asarray(sids, dtype=np.int64))
-            sizes = (sids.max(0).values + 1).tolist()
             offsets = torch.tensor([0] + list(np.cumsum(sizes[:-1])), dtype=torch.long)
             table = torch.zeros(n_items + 1, sids.shape[1], dtype=torch.long)
             table[1:] = sids + offsets
@@ -128,12 +129,13 @@ class DIN(nn.Module):
 
 
 def _pad(histories: list[list[int]], max_len: int) -> torch.Tensor:
-    out = torch.zeros(len(histories), max_len, dtype=torch.long)
+    """Left-padded histories (CPU: examples stay on the CPU, batches go to the device)."""
+    out = np.zeros((len(histories), max_len), dtype=np.int64)
     for i, h in enumerate(histories):
         h = h[-max_len:]
         if h:
-            out[i, max_len - len(h):] = torch.tensor(h)
-    return out
+            out[i, max_len - len(h):] = h
+    return torch.from_numpy(out)
 
 
 def training_examples(sequences: list[list[int]], n_items: int, cfg: RankerConfig, g: torch.Generator):
@@ -146,23 +148,25 @@ def training_examples(sequences: list[list[int]], n_items: int, cfg: RankerConfi
             tgt.append(s[t] + 1)
     if not tgt:
         raise ConfigError("ranking needs training sequences with at least two items")
-    pos_t = torch.tensor(tgt)
-    neg = torch.randint(1, n_items, (len(tgt), cfg.n_negatives), generator=g)
+    pos_t = torch.tensor(tgt, device="cpu")
+    neg = torch.randint(1, n_items, (len(tgt), cfg.n_negatives), generator=g, device="cpu")
     neg = neg + (neg >= pos_t[:, None]).long()                                # uniform, excluding the positive
     candidates = torch.cat([pos_t[:, None], neg], 1)
-    labels = torch.zeros(candidates.shape)
+    labels = torch.zeros(candidates.shape, device="cpu")
     labels[:, 0] = 1.0
     return _pad(hist, cfg.max_history), candidates, labels
 
 
+@runs_on_device
 def train_ranker(sequences: list[list[int]], n_items: int, cfg: RankerConfig, sids: np.ndarray | None = None,
                  weights: np.ndarray | None = None, on_epoch=None) -> tuple[DIN, list[dict]]:
     """Train on 0-based item-row sequences of the training split. A step takes ``batch_size``
     impressions: batch_size / (1 + n_negatives) positives, each with its negatives (one history
-    encoding shared by the positive and its negatives)."""
+    encoding shared by the positive and its negatives). Runs on ``SIDKIT_DEVICE`` (sidkit.devices): the
+    examples stay on the CPU, each step's batch goes to the device; the model is returned on the CPU."""
     torch.manual_seed(cfg.seed)
     g = torch_generator(cfg.seed)
-    model = DIN(ItemRepresentation(n_items, sids, weights, cfg), cfg)
+    model = built_on_cpu(lambda: DIN(ItemRepresentation(n_items, sids, weights, cfg), cfg))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)   # one kernel, not ~10 ops per tensor
     history, candidates, labels = training_examples(sequences, n_items, cfg, g)
     per_step = max(1, cfg.batch_size // candidates.shape[1])
@@ -170,11 +174,12 @@ def train_ranker(sequences: list[list[int]], n_items: int, cfg: RankerConfig, si
     for epoch in progress(range(cfg.epochs), desc=f"DIN ranker ({cfg.features})", unit="epoch"):
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(len(labels), generator=g)
+        order = torch.randperm(len(labels), generator=g, device="cpu")
         total = 0.0
         for start in range(0, len(order), per_step):
             idx = order[start:start + per_step]
-            loss = F.binary_cross_entropy_with_logits(model(history[idx], candidates[idx]), labels[idx])
+            loss = F.binary_cross_entropy_with_logits(model(to_device(history[idx]), to_device(candidates[idx])),
+                                                      to_device(labels[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -184,7 +189,7 @@ def train_ranker(sequences: list[list[int]], n_items: int, cfg: RankerConfig, si
         if on_epoch:
             on_epoch(epoch, rec)
     log.info("DIN (%s) trained: %d epochs, loss %.4f", cfg.features, cfg.epochs, log_rows[-1]["loss"])
-    return model, log_rows
+    return model.cpu(), log_rows
 
 
 def evaluation_impressions(histories: list[list[int]], targets: list[int], n_items: int, cfg: RankerConfig):
@@ -198,7 +203,7 @@ def evaluation_impressions(histories: list[list[int]], targets: list[int], n_ite
         negs: list[int] = []
         taken: set[int] = set()
         while len(negs) < min(cfg.n_eval_negatives, n_items - len(seen)):
-            draw = torch.randint(0, n_items, (cfg.n_eval_negatives * 2,), generator=g).tolist()
+            draw = torch.randint(0, n_items, (cfg.n_eval_negatives * 2,), generator=g, device="cpu").tolist()
             for i in draw:
                 if i not in seen and i not in taken:
                     negs.append(i)
@@ -209,23 +214,26 @@ def evaluation_impressions(histories: list[list[int]], targets: list[int], n_ite
         lab += [1.0] + [0.0] * len(negs)
     users = np.array(users)
     history = _pad([[i + 1 for i in h] for h in histories], cfg.max_history)[torch.from_numpy(users)]
-    return users, history, torch.tensor(cand), np.array(lab)
+    return users, history, torch.tensor(cand, device="cpu"), np.array(lab)
 
 
 @torch.no_grad()
+@runs_on_device
 def score(model: DIN, history: torch.Tensor, candidates: torch.Tensor, users: np.ndarray | None = None,
           batch_size: int = 4096) -> np.ndarray:
     """Logits per impression row. With ``users`` (consecutive rows of a user share its history, as
     ``evaluation_impressions`` returns them) and the same number of rows per user, each user's
-    history is encoded once for all its candidates."""
-    model.eval()
+    history is encoded once for all its candidates. Runs on ``SIDKIT_DEVICE``; the model stays there."""
+    model.to(torch.get_default_device()).eval()
     if users is not None and len(users):
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
         sizes = np.diff(np.r_[starts, len(users)])
         if (sizes == sizes[0]).all():
             per_user = max(1, batch_size // int(sizes[0]))
             hist, cand = history[torch.from_numpy(starts)], candidates.reshape(len(starts), int(sizes[0]))
-            out = [model(hist[i:i + per_user], cand[i:i + per_user]) for i in range(0, len(starts), per_user)]
-            return torch.cat(out).reshape(-1).numpy()
-    out = [model(history[i:i + batch_size], candidates[i:i + batch_size]) for i in range(0, len(candidates), batch_size)]
-    return torch.cat(out).numpy()
+            out = [model(to_device(hist[i:i + per_user]), to_device(cand[i:i + per_user]))
+                   for i in range(0, len(starts), per_user)]
+            return torch.cat(out).reshape(-1).cpu().numpy()
+    out = [model(to_device(history[i:i + batch_size]), to_device(candidates[i:i + batch_size]))
+           for i in range(0, len(candidates), batch_size)]
+    return torch.cat(out).cpu().numpy()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sidkit.devices import runs_on_device
 from sidkit.precision import Precision, autocast
 from sidkit.retrieval.config import GeneratorConfig, SIDVocabulary
 from sidkit.retrieval.models import SIDGenerator, pad_left, sequences_to_tokens
@@ -93,6 +94,7 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
         codes = torch.cat([codes[rows], code.reshape(-1, 1)], 1)
         scores = top_scores
         beams = k
+    scores = scores.cpu()
     finite = torch.isfinite(scores).tolist()
     per_user = codes.reshape(B, beams, -1).tolist()
     sids = [[tuple(sid) for sid, ok in zip(per_user[b], finite[b]) if ok] for b in range(B)]
@@ -110,6 +112,7 @@ def view_indexes(sids: np.ndarray, views: list[list[int]] | None) -> list[ViewIn
     return [ViewIndex.build(sids, v) for v in (views if views and len(views) > 1 else [list(range(sids.shape[1]))])]
 
 
+@runs_on_device
 def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray, histories: list[list[int]],
                     cfg: GeneratorConfig, views: list[list[int]] | None = None,
                     indexes: list[ViewIndex] | None = None) -> list[list[int]]:
@@ -122,6 +125,7 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
     Items sharing a view SID share its score, in catalogue order. ``indexes``: ``view_indexes(sids,
     views)`` when the caller ranks repeatedly (validation), so the tries are built once.
     """
+    model.to(torch.get_default_device())   # SIDKIT_DEVICE (sidkit.devices); a no-op where it already is
     indexes = indexes or view_indexes(sids, views)
     multi_view = len(indexes) > 1
     used = list(range(len(indexes))) if multi_view and cfg.ensemble_bonus is not None else [0]

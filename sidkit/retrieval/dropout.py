@@ -24,13 +24,14 @@ class FastDropout(nn.Module):
         self.p = p
         # an int16 draw below this threshold drops the element: P = round(p * 65536) / 65536
         self.threshold = int(round(p * 65536)) - 32768
-        self.rng = np.random.Generator(np.random.SFC64(int(torch.randint(0, 2**62, (1,)))))
+        # seeded from torch's CPU generator on any device (sidkit.devices), so masks are the same everywhere
+        self.rng = np.random.Generator(np.random.SFC64(int(torch.randint(0, 2**62, (1,), device="cpu"))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         bits = np.frombuffer(self.rng.bytes(2 * x.numel()), dtype=np.int16).reshape(x.shape)
-        keep = torch.from_numpy(bits.copy()) >= self.threshold
+        keep = torch.from_numpy(bits.copy()).to(x.device) >= self.threshold
         return torch.where(keep, x * (1.0 / (1.0 - self.p)), x.new_zeros(()))
 
     def extra_repr(self) -> str:

@@ -48,8 +48,9 @@ def sequences_to_tokens(item_rows: list[list[int]], sid_tokens: np.ndarray, max_
 
 
 def pad_left(seqs: list[list[int]]) -> torch.Tensor:
+    """Token lists as one left-padded (rows, longest) tensor, on the current default device (sidkit.devices)."""
     width = max(len(s) for s in seqs)
-    out = torch.zeros(len(seqs), width, dtype=torch.long)
+    out = np.zeros((len(seqs), width), dtype=np.int64)
     for i, s in enumerate(seqs):
-        out[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-    return out
+        out[i, width - len(s):] = s
+    return torch.from_numpy(out).to(torch.get_default_device())

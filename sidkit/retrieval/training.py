@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidkit import distributed
+from sidkit.devices import built_on_cpu, runs_on_device
 from sidkit.precision import autocast
 from sidkit.retrieval.config import IGNORE, N_SPECIAL, GeneratorConfig, SIDVocabulary
 from sidkit.retrieval.decoding import generate_ranked, view_indexes
@@ -79,6 +80,7 @@ class WeightAverage:
             model.load_state_dict(live, strict=False)
 
 
+@runs_on_device
 def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: GeneratorConfig,
                     valid: tuple[list[list[int]], list[int]] | None = None, on_epoch=None,
                     views: list[list[int]] | None = None,
@@ -87,7 +89,8 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
 
     ``views`` (SID positions per view, e.g. MACRec's branches) trains the multi-aspect tasks of
     ``cfg.view_tasks`` (+ the implicit alignment) instead of whole-SID next-item prediction.
-    ``weights`` (items x SID positions, ADA-SID's router) are read under ``sid_weights: router``."""
+    ``weights`` (items x SID positions, ADA-SID's router) are read under ``sid_weights: router``.
+    Runs on ``SIDKIT_DEVICE`` (sidkit.devices); the model is returned on the CPU."""
     from sidkit.retrieval.metrics import recall_at_k, target_ranks
 
     torch.manual_seed(cfg.seed)
@@ -96,7 +99,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     sid_tokens = vocab.tokens(sids)
     max_len = max_tokens(cfg, vocab.length)
     multi_view = bool(views) and len(views) > 1
-    model = build_generator(vocab, max_len, cfg, views if multi_view else None, sids, weights)
+    model = built_on_cpu(lambda: build_generator(vocab, max_len, cfg, views if multi_view else None, sids, weights))
     compact = isinstance(model, ItemHistoryGenerator)   # per-codebook logits (the token model scores the vocabulary)
     tasks = view_tasks(cfg, len(views)) if multi_view else []
     if multi_view and distributed.active():
@@ -118,7 +121,7 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
 
     step = 0
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    lengths = torch.tensor([len(w) for w in windows])
+    lengths = torch.tensor([len(w) for w in windows], device="cpu")   # data order: CPU, the same on any device
     history, best, best_state, bad = [], -1.0, None, 0
     valid_set, indexes = None, view_indexes(sids, views)
     if valid is not None:
@@ -129,11 +132,11 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     for epoch in progress(range(cfg.epochs), desc="SID generator", unit="epoch"):
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(len(windows), generator=g)
+        order = torch.randperm(len(windows), generator=g, device="cpu")
         order = order[torch.argsort(lengths[order], stable=True)]  # similar lengths together, less padding
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         total = 0.0
-        for bi in torch.randperm(len(batches), generator=g).tolist():
+        for bi in torch.randperm(len(batches), generator=g, device="cpu").tolist():
             batch = batches[bi]
             n_targets = sum(len(windows[i]) - 1 for i in batch.tolist())   # the global batch's tokens
             mine = distributed.shard(batch)
@@ -181,4 +184,4 @@ def train_generator(train_sequences: list[list[int]], sids: np.ndarray, cfg: Gen
     elif average is not None:
         average.copy_to(model)
     log.info("generator trained: %d epochs, best valid recall@10 %.4f", len(history), best)
-    return model, vocab, history
+    return model.cpu(), vocab, history

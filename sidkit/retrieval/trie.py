@@ -39,9 +39,11 @@ class SIDTrie:
         self._build_edges()
 
     def _build_edges(self) -> None:
-        codes = torch.tensor(list(self._items), dtype=torch.long).reshape(len(self._items), self.length)
+        # the index lives on the CPU (built once, read by .tolist()); children() copies an edge table to the
+        # device of the nodes it is asked about, once per device
+        codes = torch.tensor(list(self._items), dtype=torch.long, device="cpu").reshape(len(self._items), self.length)
         self.widths = (codes.max(0).values + 1).tolist()
-        parent = torch.zeros(len(codes), dtype=torch.long)
+        parent = torch.zeros(len(codes), dtype=torch.long, device="cpu")
         self._edges: list[torch.Tensor] = []
         for d in range(self.length):
             keys, parent = torch.unique(parent * self.widths[d] + codes[:, d], return_inverse=True)
@@ -49,14 +51,20 @@ class SIDTrie:
         self.sid_of_leaf = torch.empty_like(codes)
         self.sid_of_leaf[parent] = codes
         self._leaf = {sid: int(leaf) for sid, leaf in zip(self._items, parent.tolist())}
+        self._edges_on: dict[torch.device, list[torch.Tensor]] = {torch.device("cpu"): self._edges}
+
+    def _edges_at(self, device: torch.device) -> list[torch.Tensor]:
+        if device not in self._edges_on:
+            self._edges_on[device] = [e.to(device) for e in self._edges]
+        return self._edges_on[device]
 
     def children(self, depth: int, nodes: torch.Tensor, width: int) -> torch.Tensor:
         """nodes (R,) at ``depth`` -> (R, width): the child node reached by each code, -1 where the
         code continues no SID (also for invalid nodes, -1, and codes beyond this trie's codebook)."""
         w = self.widths[depth]
-        codes = torch.arange(min(width, w))
+        codes = torch.arange(min(width, w), device=nodes.device)
         query = nodes[:, None] * w + codes[None, :]
-        keys = self._edges[depth]
+        keys = self._edges_at(nodes.device)[depth]
         at = torch.searchsorted(keys, query).clamp_max(len(keys) - 1)
         child = torch.where((keys[at] == query) & (nodes[:, None] >= 0), at, -1)
         if width > w:
@@ -73,8 +81,8 @@ class SIDTrie:
     def allowed(self, prefix: Sequence[int]) -> torch.Tensor:
         """The codes that continue ``prefix`` (one prefix; decoding uses ``children`` for a whole batch)."""
         if len(prefix) >= self.length:
-            return torch.empty(0, dtype=torch.long)
-        node = torch.zeros(1, dtype=torch.long)
+            return torch.empty(0, dtype=torch.long, device="cpu")
+        node = torch.zeros(1, dtype=torch.long, device="cpu")
         for depth, code in enumerate(prefix):
             width = self.widths[depth]
             node = self.children(depth, node, width)[:, int(code)] if 0 <= int(code) < width else node.new_full((1,), -1)

@@ -131,6 +131,6 @@ class ADASIDTokenizer(MultiExpertTokenizer):
         if self.router is None:
             return {}
         self.eval()
-        g = self.gates(self.split(torch.as_tensor(np.asarray(x, dtype=np.float32)))).numpy()
+        g = self.gates(self.split(torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device))).cpu().numpy()
         first = self.config.levels * (self.config.n_shared_experts + self.config.n_specific_experts)
         return {f"weight_{first + j}": g[:, j] for j in range(g.shape[1])}

@@ -8,6 +8,7 @@ identical SIDs.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, NamedTuple
@@ -121,21 +122,26 @@ class Tokenizer(nn.Module):
         return [self.config.codebook_size] * self.config.levels
 
     # -- shared -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the tokenizer's weights are (the device while it trains; the CPU after)."""
+        return next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0, device="cpu")).device
+
     @torch.no_grad()
     def encode(self, x: np.ndarray, batch_size: int = 8192) -> Encoded:
         self.eval()
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
         codes, dists = [], []
         for start in range(0, len(xt), batch_size):
             c, d = self._encode(xt[start:start + batch_size])
             codes.append(c)
             dists.append(d)
-        return Encoded(torch.cat(codes).numpy().astype(np.int64), torch.cat(dists).float().numpy())
+        return Encoded(torch.cat(codes).cpu().numpy().astype(np.int64), torch.cat(dists).float().cpu().numpy())
 
     @torch.no_grad()
     def reconstruction_loss(self, x: np.ndarray, batch_size: int = 8192) -> float:
         self.eval()
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
         total = 0.0
         for start in range(0, len(xt), batch_size):
             xb = xt[start:start + batch_size]

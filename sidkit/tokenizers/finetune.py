@@ -45,6 +45,7 @@ from sidkit.errors import ConfigError
 from sidkit.quantise import ResidualQuantiser
 from sidkit.quantise.kmeans import squared_distances
 from sidkit.tokenizers.base import Tokenizer
+from sidkit.devices import built_on_cpu, on_device, to_device
 from sidkit.utils import log, progress, torch_generator
 
 
@@ -167,24 +168,31 @@ def finetune_soft_indexing(tokenizer: Tokenizer, x: np.ndarray, sequences: list[
     if not isinstance(tokenizer, MultiExpertTokenizer):
         raise ConfigError(f"soft-indexing fine-tuning needs a multi-expert tokenizer (mmq, adasid, macrec), "
                           f"not {tokenizer.method}")
+    with on_device() as device:   # SIDKIT_DEVICE (sidkit.devices); the tokenizer is left on the CPU
+        history = _finetune(tokenizer.to(device), x, sequences, cfg, on_epoch)
+    tokenizer.cpu()
+    return history
+
+
+def _finetune(tokenizer, x: np.ndarray, sequences: list[list[int]], cfg: SoftIndexingConfig, on_epoch) -> list[dict]:
     g = torch_generator(cfg.seed)
     torch.manual_seed(cfg.seed)
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    xt = to_device(np.asarray(x, dtype=np.float32))
     one_based = [[i + 1 for i in s] for s in sequences]
     if cfg.objective == "next_sid":
         rows = _windows(one_based, cfg.max_len)                       # the examples are windows
         sizes = [level.codebook.shape[0] for s in tokenizer.specs for level in tokenizer.experts[s.name].rq.levels]
-        head = NextSIDHead(sizes, cfg.hidden, cfg.max_len)
+        head = built_on_cpu(lambda: NextSIDHead(sizes, cfg.hidden, cfg.max_len))
     else:
         hist, tgt = _examples(one_based, cfg.max_len)
         rows = hist
-        head = NextItemHead(tokenizer.config.latent_dim * len(tokenizer.specs), cfg.hidden)
+        head = built_on_cpu(lambda: NextItemHead(tokenizer.config.latent_dim * len(tokenizer.specs), cfg.hidden))
     opt = torch.optim.Adam([*tokenizer.parameters(), *head.parameters()], lr=cfg.lr)
     history: list[dict] = []
     for epoch in progress(range(cfg.epochs), desc="soft-indexing fine-tuning", unit="epoch"):
         t0 = time.perf_counter()
         tokenizer.train()
-        order = torch.randperm(len(rows), generator=g)
+        order = torch.randperm(len(rows), generator=g, device="cpu")
         sums = {"loss": 0.0, "task_loss": 0.0, "recon_loss": 0.0, "rq_loss": 0.0}
         entropies: list[float] | None = []            # of the epoch's first batch: every item, every level
         for start in range(0, len(order), cfg.batch_size):

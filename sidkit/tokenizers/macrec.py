@@ -66,7 +66,7 @@ class MACRecTokenizer(MultiExpertTokenizer):
         same.fill_diagonal_(False)
         has = same.any(1)
         if has.any():
-            scores = torch.rand(n, n, generator=g) * same
+            scores = torch.rand(n, n, generator=g, device="cpu").to(same.device) * same
             pos[has] = scores[has].argmax(1)
         return pos
 

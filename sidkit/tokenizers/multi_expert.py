@@ -156,7 +156,7 @@ class MultiExpertTokenizer(GradientTokenizer):
     def init_codebooks(self, x, context):
         c = self.config
         g = torch_generator(c.seed + 1)
-        sample = x[torch.randperm(len(x), generator=g)[: max(c.batch_size, 20 * c.codebook_size)]]
+        sample = x[torch.randperm(len(x), generator=g, device="cpu")[: max(c.batch_size, 20 * c.codebook_size)]]
         xv = self.split(sample)
         z = self.latents(xv, self.present(xv))
         for i, s in enumerate(self.specs):

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sidkit.devices import on_device, to_device
 from sidkit.evaluation.sid_quality import collision_rate, entropy, level_counts
 from sidkit.quantise import KMeansLevel, ResidualQuantiser
 from sidkit.tokenizers.base import Tokenizer, TokenizerConfig, register
@@ -38,9 +39,13 @@ class RQKMeansTokenizer(Tokenizer):
         return self.rq(x).quantised
 
     def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None, context=None) -> list[dict]:
+        """k-means level by level on ``SIDKIT_DEVICE`` (sidkit.devices); the codebooks are left on the CPU."""
         t0 = time.perf_counter()
+        with on_device() as device:
+            self.to(device).rq.init_levels(to_device(np.asarray(x, dtype=np.float32)), seed=self.config.seed,
+                                           iters=self.config.kmeans_iters)
+        self.cpu()
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        self.rq.init_levels(xt, seed=self.config.seed, iters=self.config.kmeans_iters)
         enc = self.encode(xt.numpy())
         counts = [level_counts(enc.codes[:, l], k) for l, k in enumerate(self.codebook_sizes)]
         record = {"epoch": 0, "loss": self.reconstruction_loss(xt.numpy()),

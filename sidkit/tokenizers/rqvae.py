@@ -70,7 +70,7 @@ class RQVAETokenizer(GradientTokenizer):
     def init_codebooks(self, x, context):
         c = self.config
         g = torch_generator(c.seed + 1)
-        sample = x[torch.randperm(len(x), generator=g)[: max(c.batch_size, 20 * c.codebook_size)]]
+        sample = x[torch.randperm(len(x), generator=g, device="cpu")[: max(c.batch_size, 20 * c.codebook_size)]]
         self.rq.init_levels(self.encoder(sample), seed=c.seed, iters=c.kmeans_iters)
 
     def training_step(self, xb, idx, context, g):

@@ -20,6 +20,7 @@ from sidkit import distributed
 from sidkit.evaluation.sid_quality import collision_rate, entropy, level_counts
 from sidkit.quantise import ResidualQuantiser
 from sidkit.tokenizers.base import FitContext, Tokenizer
+from sidkit.devices import on_device, to_device
 from sidkit.utils import log, progress, torch_generator
 
 
@@ -46,9 +47,18 @@ class GradientTokenizer(Tokenizer):
 
     def fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None = None,
             context: FitContext | None = None) -> list[dict]:
+        """Train on ``SIDKIT_DEVICE`` (sidkit.devices): the items' vectors and the weights go there, the data
+        order and the code counts stay on the CPU; the trained tokenizer is left on the CPU."""
+        with on_device() as device:
+            history = self.to(device)._fit(x, on_epoch, context)
+        self.cpu()
+        return history
+
+    def _fit(self, x: np.ndarray, on_epoch: Callable[[int, dict], None] | None,
+             context: FitContext | None) -> list[dict]:
         c = self.config
         g = torch_generator(c.seed)
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        xt = to_device(np.asarray(x, dtype=np.float32))
         n = len(xt)
         if n == 0:
             raise ValueError("cannot train a tokenizer on zero items")
@@ -63,9 +73,9 @@ class GradientTokenizer(Tokenizer):
         for epoch in progress(range(c.epochs), desc=f"{self.method} tokenizer", unit="epoch"):
             t0 = time.perf_counter()
             self.train()
-            order = torch.randperm(n, generator=g)
-            counts = [torch.zeros(k, dtype=torch.long) for k in sizes]
-            epoch_codes = torch.zeros(n, len(sizes), dtype=torch.long)
+            order = torch.randperm(n, generator=g, device="cpu")
+            counts = [torch.zeros(k, dtype=torch.long, device="cpu") for k in sizes]
+            epoch_codes = torch.zeros(n, len(sizes), dtype=torch.long, device="cpu")
             sums: dict[str, float] = {}
             for start in range(0, n, c.batch_size):
                 batch = order[start:start + c.batch_size]
@@ -77,6 +87,7 @@ class GradientTokenizer(Tokenizer):
                 (loss.float() * (len(idx) * distributed.world_size() / len(batch))).backward()
                 distributed.average_gradients(self.parameters())
                 opt.step()
+                codes = codes.cpu()
                 for l, k in enumerate(sizes):
                     counts[l] += torch.bincount(codes[:, l], minlength=k)[:k]
                 epoch_codes[idx] = codes
@@ -85,7 +96,7 @@ class GradientTokenizer(Tokenizer):
                     sums[key] = sums.get(key, 0.0) + val * w
             if distributed.active():  # every rank sees the whole epoch's code usage
                 counts = [distributed.all_sum(cnt) for cnt in counts]
-                mask = torch.zeros(n, dtype=torch.long)
+                mask = torch.zeros(n, dtype=torch.long, device="cpu")
                 mask[torch.cat([distributed.shard(order[s:s + c.batch_size]) for s in range(0, n, c.batch_size)])] = 1
                 epoch_codes = distributed.all_sum(epoch_codes * mask[:, None])
             reset = self._reset_dead_codes(xt, counts, g) if c.dead_code_reset and epoch < c.epochs - 1 else 0
@@ -96,7 +107,7 @@ class GradientTokenizer(Tokenizer):
                       "perplexity": [float(np.exp(entropy(cnt))) for cnt in np_counts],
                       "dead_codes_reset": int(reset), "seconds": time.perf_counter() - t0}
             if (epoch + 1) % c.eval_every == 0 or epoch == c.epochs - 1:
-                enc = self.encode(xt.numpy())
+                enc = self.encode(xt.cpu().numpy())
                 record["eval_collision_rate"] = collision_rate(enc.codes)
                 record["eval_utilization"] = [float((level_counts(enc.codes[:, l], k) > 0).mean())
                                               for l, k in enumerate(sizes)]
@@ -128,13 +139,13 @@ class GradientTokenizer(Tokenizer):
         if dead_total == 0:
             return 0
         self.eval()
-        sample = xt[torch.randperm(len(xt), generator=g)[: max(self.config.batch_size, 1024)]]
+        sample = xt[torch.randperm(len(xt), generator=g, device="cpu")[: max(self.config.batch_size, 1024)]]
         levels = [lvl for rq in self.quantisers() for lvl in rq.levels]
         residuals = [r for per_rq in self.latent_residuals(sample) for r in per_rq]
         for level, cnt, r in zip(levels, counts, residuals):
             dead = torch.nonzero(cnt == 0).squeeze(1)
             if len(dead):
-                pick = torch.randint(len(r), (len(dead),), generator=g)
-                level.codebook[dead] = r[pick].float()
+                pick = torch.randint(len(r), (len(dead),), generator=g, device="cpu")
+                level.codebook[dead.to(level.codebook.device)] = r[pick].float()
         self.train()
         return dead_total
