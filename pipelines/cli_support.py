@@ -138,14 +138,15 @@ def run_pipeline(pipeline, pipeline_name: str, config_path: str, summary_path: s
 def finish(summary_path: str | None, summary: dict, run_name: str, line: str, tracking: dict | None = None) -> None:
     """Write the summary (with the report pages this run wrote, ``reports``), print its one line and the pages.
     The pages also go to MLflow (``tracking``: the config's section; off with ``enabled: false``): into the
-    run's own MLflow run where it has one (training), else into a run of ``tracking.experiment`` (default
-    sidkit-monitoring) with the summary's numbers (drift, A/B)."""
+    run's own MLflow run where it has one (training), else into a run of the monitoring experiment
+    (``TrackingConfig.experiment_for``) with the summary's numbers (drift, A/B)."""
+    from sidkit.config import TrackingConfig
     from sidkit.monitoring.reports import reports_root, run_reports
 
     summary["reports"] = run_reports(run_name)
     summary["report_uris"] = stored_reports(run_name)
-    tracking = tracking or {}
-    if summary["reports"] and tracking.get("enabled", True):
+    tracking = TrackingConfig.model_validate(tracking or {})
+    if summary["reports"] and tracking.enabled:
         from sidkit.tracking import log_report_pages
         from steps.context import use_stack_experiment_tracker
 
@@ -153,7 +154,7 @@ def finish(summary_path: str | None, summary: dict, run_name: str, line: str, tr
         numbers = {k: v for k, v in summary.items() if k not in ("reports", "reference", "current", "production")}
         summary["reports_mlflow_run_id"] = log_report_pages(
             summary["reports"], run_name, summary.get("mlflow_run_id"),
-            tracking.get("experiment", "sidkit-monitoring"), numbers)
+            tracking.experiment_for("monitoring"), numbers)
     write_summary(summary_path, summary)
     click.echo(line)
     for page in summary["reports"]:

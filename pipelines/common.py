@@ -1,5 +1,6 @@
 """Pipeline fragments shared by the training and retraining pipelines (called inside a pipeline body)."""
 
+from sidkit.config import CollisionsConfig, TrackingConfig
 from sidkit.data.loaders import source_fingerprint
 from sidkit.features.precomputed import precomputed_fingerprint
 from steps.data import load_data, split_data, validate_data, validation_gate
@@ -23,8 +24,8 @@ def validated_inputs(dataset: dict, validation: dict | None, max_history: int, f
     return catalogue, report, splits, embeddings
 
 
-def trained_sids(embeddings, splits, tokenizer: dict | None, stage2: dict | None, collisions: dict | None,
-                 tracking: dict):
+def trained_sids(embeddings, splits, tokenizer: dict | None, stage2: dict | None, collisions: CollisionsConfig,
+                 tracking: TrackingConfig):
     """tokenizer training (MLflow) -> MMQ stage 2 (no-op unless enabled) -> SIDs with collisions resolved.
 
     Returns (tokenizer, sid_table, quality, mlflow_run_id, history, stage2_history); ``mlflow_run_id`` is
@@ -34,5 +35,5 @@ def trained_sids(embeddings, splits, tokenizer: dict | None, stage2: dict | None
                                                      after="embedding_validation_gate")
     tok, stage2_history, mlflow_run_id = finetune_tokenizer(stage1, embeddings, splits, stage2 or {}, stage1_run_id,
                                                             tracking)
-    sid_table, quality = assign_semantic_ids(tok, embeddings, collisions or {})
+    sid_table, quality = assign_semantic_ids(tok, embeddings, collisions)
     return tok, sid_table, quality, mlflow_run_id, history, stage2_history

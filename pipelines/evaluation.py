@@ -9,7 +9,7 @@ from zenml import pipeline
 
 from pipelines.caching import LIBRARY_AWARE_CACHE
 from pipelines.model_versions import artifact, resolve_model_version
-from sidkit.config import check_pipeline_parameters
+from sidkit.config import TrackingConfig, check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.evaluation import evaluate_discriminative_ranking, evaluate_generative_retrieval, publish_evaluation
 
@@ -28,5 +28,5 @@ def evaluation_pipeline(
     splits = artifact(mv, Artifacts.SPLITS)
     r_metrics, _ = evaluate_generative_retrieval(sid_table, splits, retrieval or {})
     k_metrics, _ = evaluate_discriminative_ranking(sid_table, splits, ranking or {})
-    publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, tracking or {},
+    publish_evaluation(r_metrics, k_metrics, tokenizer_model, tokenizer_version, TrackingConfig.model_validate(tracking or {}),
                        retrieval or {}, ranking or {})

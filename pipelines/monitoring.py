@@ -8,7 +8,7 @@ folder, and the drift gate decides whether promotion may go on.
 from zenml import pipeline
 
 from pipelines.model_versions import artifact, resolve_model_version
-from sidkit.config import check_pipeline_parameters
+from sidkit.config import ApprovalConfig, check_pipeline_parameters
 from steps.artifacts import Artifacts
 from steps.monitoring import detect_sid_drift, drift_gate
 
@@ -33,4 +33,4 @@ def drift_monitoring(
         mode=mode, thresholds=thresholds or {}, name=f"{model}-v{reference_version}-vs-v{current_version}",
         reports_dir=reports_dir, reference_label=f"{reference_model or model} v{reference_version}",
         current_label=f"{model} v{current_version}", model_name=model)
-    drift_gate(summary, approval or {}, model_name=model, model_version=current_version)
+    drift_gate(summary, ApprovalConfig.model_validate(approval or {}), model_name=model, model_version=current_version)

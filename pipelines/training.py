@@ -5,7 +5,8 @@ from zenml import pipeline
 
 from pipelines.caching import LIBRARY_AWARE_CACHE
 from pipelines.common import trained_sids, validated_inputs
-from sidkit.config import check_pipeline_parameters
+from sidkit.config import CollisionsConfig, TrackingConfig, check_pipeline_parameters
+from sidkit.evaluation.sid_quality import HealthThresholds
 from steps.registry import publish_tokenizer
 from steps.tokenizer import sid_health_gate
 
@@ -24,10 +25,10 @@ def training_pipeline(
 ) -> None:
     """Learn semantic IDs for one catalogue. Every step's output is a versioned artifact."""
     check_pipeline_parameters("training_pipeline", locals())   # before any step: ZenML runs this body to build the DAG
-    tracking = tracking or {}
+    tracking = TrackingConfig.model_validate(tracking or {})   # the steps take the typed sections
     catalogue, report, splits, embeddings = validated_inputs(dataset, validation, max_history, features)
     tok, sid_table, quality, mlflow_run_id, history, stage2_history = trained_sids(
-        embeddings, splits, tokenizer, stage2, collisions, tracking)
-    healthy = sid_health_gate(quality, health or {})
+        embeddings, splits, tokenizer, stage2, CollisionsConfig.model_validate(collisions or {}), tracking)
+    healthy = sid_health_gate(quality, HealthThresholds.model_validate(health or {}))
     publish_tokenizer(catalogue, splits, embeddings, tok, quality, report, mlflow_run_id, healthy, tracking,
                       history, stage2_history)

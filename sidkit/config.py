@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from sidkit.errors import ConfigError
 
@@ -64,16 +64,16 @@ class CollisionsConfig(_Strict):
         return self
 
 
-class HealthConfig(_Strict):
-    min_utilization: float | None = Field(0.1, ge=0, le=1)
-    min_normalized_entropy: float | None = Field(0.3, ge=0, le=1)
-    max_collision_rate: float | None = Field(None, ge=0, le=1)
-    max_collision_rate_final: float | None = Field(0.0, ge=0, le=1)
+# the MLflow experiment of each kind of run when ``tracking.experiment`` is not set (the one place it is chosen)
+EXPERIMENTS = {"training": "sidkit", "evaluation": "sidkit-evaluation", "monitoring": "sidkit-monitoring"}
 
 
 class TrackingConfig(_Strict):
     enabled: bool = True
-    experiment: str | None = None
+    experiment: str | None = None   # None: the kind of run's own experiment (EXPERIMENTS)
+
+    def experiment_for(self, kind: Literal["training", "evaluation", "monitoring"]) -> str:
+        return self.experiment or EXPERIMENTS[kind]
 
 
 class ApprovalConfig(_Strict):
@@ -140,6 +140,7 @@ def _section_models() -> dict[str, Callable]:
     """Parameter name -> model of the code that reads it (imported lazily: torch is heavy)."""
     from sidkit.data.validation import ValidationRules
     from sidkit.evaluation.ab import DecisionRule
+    from sidkit.evaluation.sid_quality import HealthThresholds
     from sidkit.features.embeddings import FeatureConfig
     from sidkit.monitoring.drift import DriftThresholds
     from sidkit.ranking.din import RankerConfig
@@ -154,15 +155,21 @@ def _section_models() -> dict[str, Callable]:
         reports_dir: str | None = None
 
     class ABSection(_Strict):
+        """Retraining's A/B settings: each downstream model compared when set (``null``: not compared)."""
         retrieval: GeneratorConfig | None = None
-        ranking: RankerConfig | None = None
+        ranking: RankerConfig | None = RankerConfig(epochs=3)   # a short ranker: retraining's A/B is a check
         rule: DecisionRule = DecisionRule()
 
     return {"validation": ValidationRules, "features": FeatureConfig, "tokenizer": TokenizerConfig,
-            "stage2": SoftIndexingConfig, "collisions": CollisionsConfig, "health": HealthConfig,
+            "stage2": SoftIndexingConfig, "collisions": CollisionsConfig, "health": HealthThresholds,
             "tracking": TrackingConfig, "retrieval": GeneratorConfig, "ranking": RankerConfig,
             "thresholds": DriftThresholds, "approval": ApprovalConfig, "rule": DecisionRule, "drift": DriftSection,
             "ab": ABSection}
+
+
+def section_model(name: str) -> type[BaseModel]:
+    """The model of a config section (``drift``, ``ab``, ``tracking``, ...): what the code that reads it validates."""
+    return _section_models()[name]
 
 
 def _check_dataset(c: _Checker, value: Any) -> None:

@@ -132,8 +132,8 @@ def close_stale_runs(reason: str) -> list[str]:
     return closed
 
 
-def log_report_pages(pages: list[str], run_name: str, run_id: str | None = None,
-                     experiment: str = "sidkit-monitoring", metrics: dict | None = None) -> str | None:
+def log_report_pages(pages: list[str], run_name: str, run_id: str | None, experiment: str,
+                     metrics: dict | None = None) -> str | None:
     """Log a pipeline run's report pages (each page's folder: index.html + summary.json) to MLflow under
     ``reports/<kind>/<page folder>``, so the page an analyst reads in the reports folder is the one kept
     beside the run's metrics. Into the run ``run_id`` (training, evaluation), else into a new run of

@@ -6,6 +6,7 @@ import numpy as np
 
 from zenml import get_step_context, log_metadata, step
 
+from sidkit.config import TrackingConfig
 from sidkit.data.splits import Splits
 from sidkit.evaluation.bundles import ModelBundle
 from sidkit.evaluation.downstream import eval_config_sha256, evaluate_ranking, evaluate_retrieval, sid_weights
@@ -65,7 +66,7 @@ def evaluate_discriminative_ranking(sid_table: SIDTable, splits: Splits, ranking
 
 @step(enable_cache=False)
 def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer_model: str,
-                       tokenizer_version: str | None, tracking: dict, retrieval: dict,
+                       tokenizer_version: str | None, tracking: TrackingConfig, retrieval: dict,
                        ranking: dict) -> Annotated[dict, Artifacts.EVALUATION_SUMMARY]:
     """Store the metrics as metadata of the evaluated tokenizer's model version, and in MLflow.
     The summary names the protocol (``eval_config_sha256``) and keeps the per-user results (``PER_USER``);
@@ -85,8 +86,8 @@ def publish_evaluation(retrieval_metrics: dict, ranking_metrics: dict, tokenizer
                                           "eval_config_sha256": config_sha,
                                           "run": ctx.pipeline_run.name}},
                  model_name=tokenizer_model, model_version=tokenizer_version)
-    if tracking.get("enabled", True):
-        with tracked_run(tracking.get("experiment", "sidkit-evaluation"), ctx.pipeline_run.name,
+    if tracking.enabled:
+        with tracked_run(tracking.experiment_for("evaluation"), ctx.pipeline_run.name,
                         tags={"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version}) as mlflow:
             mlflow.log_params(flatten({"tokenizer_model": tokenizer_model, "tokenizer_version": tokenizer_version,
                                        "eval_config_sha256": config_sha}))

@@ -7,6 +7,7 @@ from typing import Annotated, Tuple
 
 from zenml import get_step_context, log_metadata, step
 
+from sidkit.config import ApprovalConfig
 from sidkit.data.snapshots import last_month
 from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
@@ -78,7 +79,7 @@ def detect_sid_drift(
 
 
 @step(enable_cache=False)
-def drift_gate(drift_summary: dict, approval: dict, model_name: str | None = None,
+def drift_gate(drift_summary: dict, approval: ApprovalConfig, model_name: str | None = None,
                model_version: str | None = None) -> Annotated[bool, Artifacts.DRIFT_APPROVED]:
     """True when promotion may go on: no drift, or drift that an analyst approved.
 
@@ -94,7 +95,7 @@ def drift_gate(drift_summary: dict, approval: dict, model_name: str | None = Non
         question = (f"SID drift detected ({'; '.join(drift_summary.get('reasons', []))}). Report: "
                     f"{drift_summary.get('report_html')}. Approve promotion?")
         answer, by = None, None
-        if approval.get("use_alerter", True):
+        if approval.use_alerter:
             try:
                 from zenml.client import Client
 
@@ -109,8 +110,7 @@ def drift_gate(drift_summary: dict, approval: dict, model_name: str | None = Non
                 raise ValueError(f"{APPROVAL_ENV} must be 'approve' or 'reject', got {value!r}")
             answer, by = value == "approve", f"environment {APPROVAL_ENV}={value}"
         if answer is None:
-            default = approval.get("default", "reject")
-            answer, by = default == "approve", f"default ({default}): nobody answered"
+            answer, by = approval.default == "approve", f"default ({approval.default}): nobody answered"
         decision = {"approved": answer, "by": by, "question": question}
         log.warning("drift gate: %s by %s", "approved" if answer else "rejected", by)
     # recorded on the version under review, so a later `compare` can refuse to promote it
@@ -121,6 +121,6 @@ def drift_gate(drift_summary: dict, approval: dict, model_name: str | None = Non
             log_metadata(metadata={"drift_gate": decision}, infer_model=True)
     except Exception:  # no model in this run
         pass
-    if not decision["approved"] and approval.get("fail_on_reject", False):
+    if not decision["approved"] and approval.fail_on_reject:
         raise RuntimeError(f"drift gate: promotion stopped ({decision['by']}); {decision.get('question', '')}")
     return bool(decision["approved"])

@@ -6,6 +6,7 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 
 import sidkit
+from sidkit.config import TrackingConfig
 from sidkit.data.schema import Catalogue
 from sidkit.data.splits import Splits
 from sidkit.data.validation import ValidationReport
@@ -27,7 +28,7 @@ def publish_tokenizer(
     validation: ValidationReport,
     mlflow_run_id: str,
     sid_health_passed: bool,
-    tracking: dict,
+    tracking: TrackingConfig,
     training_history: list,
     stage2_history: list,
 ) -> Annotated[dict, Artifacts.TRAINING_SUMMARY]:
@@ -60,8 +61,8 @@ def publish_tokenizer(
             "sid_quality": summary["sid_quality"], "validation": summary["validation"],
             "seeds": {"tokenizer": tokenizer.config.seed}, "mlflow_run_id": mlflow_run_id,
         }, infer_model=True)
-    if mlflow_run_id and tracking.get("enabled", True):
-        with tracked_run(tracking.get("experiment", "sidkit"), "", run_id=mlflow_run_id) as mlflow:
+    if mlflow_run_id and tracking.enabled:
+        with tracked_run(tracking.experiment_for("training"), "", run_id=mlflow_run_id) as mlflow:
             mlflow.log_metrics(metrics_of(quality.to_dict(), "final."))
             mlflow.log_params(descriptive_of(quality.to_dict(), "final."))
             mlflow.log_dict(summary, "training_summary.json")

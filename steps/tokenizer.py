@@ -6,6 +6,7 @@ from typing import Annotated, Tuple
 
 from zenml import get_step_context, step
 
+from sidkit.config import CollisionsConfig, TrackingConfig
 from sidkit.evaluation.sid_quality import HealthThresholds, SIDQuality, check_health, health_violations
 from sidkit.data.splits import Splits
 from sidkit.features import ItemEmbeddings
@@ -25,7 +26,7 @@ from steps.report_store import store_report
 
 
 @step
-def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict) -> Tuple[
+def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: TrackingConfig) -> Tuple[
     Annotated[Tokenizer, Artifacts.TOKENIZER],
     Annotated[list, Artifacts.TRAINING_HISTORY],
     Annotated[str, Artifacts.MLFLOW_RUN_ID],
@@ -35,11 +36,11 @@ def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict)
     unread = unread_keys(tokenizer)
     if unread:   # run.py refuses these before anything runs; this covers `zenml pipeline run`
         raise ConfigError(f"tokenizer.{unread[0]}: method {cfg.method!r} does not read this key")
-    if not tracking.get("enabled", True):
+    if not tracking.enabled:
         tok, history = fit_tokenizer(embeddings, cfg)
         return tok, history, ""
     run_name = get_step_context().pipeline_run.name
-    with tracked_run(tracking.get("experiment", "sidkit"), run_name, tags={"zenml_run": run_name}) as mlflow:
+    with tracked_run(tracking.experiment_for("training"), run_name, tags={"zenml_run": run_name}) as mlflow:
         mlflow.log_params(flatten({"tokenizer": cfg.model_dump(mode="json"),
                                    "features": embeddings.summary()["views"]}))
         tok, history = fit_tokenizer(
@@ -53,7 +54,7 @@ def train_tokenizer(embeddings: ItemEmbeddings, tokenizer: dict, tracking: dict)
 
 @step
 def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits: Splits, stage2: dict,
-                       mlflow_run_id: str, tracking: dict) -> Tuple[
+                       mlflow_run_id: str, tracking: TrackingConfig) -> Tuple[
     Annotated[Tokenizer, Artifacts.FINETUNED_TOKENIZER],
     Annotated[list, Artifacts.FINETUNE_HISTORY],
     Annotated[str, Artifacts.FINETUNE_MLFLOW_RUN_ID],
@@ -71,11 +72,11 @@ def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits:
     index = {item: i for i, item in enumerate(embeddings.item_ids)}
     sequences = [[index[i] for i in seq if i in index] for seq in splits.train_sequences().values()]
     x = embeddings.matrix(tokenizer.config.input_views)
-    if not (mlflow_run_id and tracking.get("enabled", True)):
+    if not (mlflow_run_id and tracking.enabled):
         return tokenizer, finetune_soft_indexing(tokenizer, x, sequences, cfg), mlflow_run_id
     run_name = get_step_context().pipeline_run.name
     tags = {"zenml_run": run_name, "mlflow.parentRunId": mlflow_run_id, "stage": "stage2-soft-indexing"}
-    with tracked_run(tracking.get("experiment", "sidkit"), f"{run_name}-stage2", tags=tags) as mlflow:
+    with tracked_run(tracking.experiment_for("training"), f"{run_name}-stage2", tags=tags) as mlflow:
         mlflow.log_params(flatten({"stage2": cfg.model_dump(mode="json")}))
         history = finetune_soft_indexing(tokenizer, x, sequences, cfg, on_epoch=lambda e, rec: mlflow.log_metrics(
             metrics_of(rec, "stage2."), step=e))
@@ -84,26 +85,24 @@ def finetune_tokenizer(tokenizer: Tokenizer, embeddings: ItemEmbeddings, splits:
 
 
 @step
-def assign_semantic_ids(tokenizer: Tokenizer, embeddings: ItemEmbeddings, collisions: dict) -> Tuple[
+def assign_semantic_ids(tokenizer: Tokenizer, embeddings: ItemEmbeddings, collisions: CollisionsConfig) -> Tuple[
     Annotated[SIDTable, Artifacts.SID_TABLE],
     Annotated[SIDQuality, Artifacts.SID_QUALITY],
 ]:
     """Encode every item, resolve collisions by the configured policy, measure SID quality."""
-    table, quality = assign_sids(tokenizer, embeddings, collisions.get("policy", "append_token"),
-                                 bool(collisions.get("per_expert", False)))
+    table, quality = assign_sids(tokenizer, embeddings, collisions.policy, collisions.per_expert)
     return table, quality
 
 
 @step(enable_cache=False)
-def sid_health_gate(quality: SIDQuality, thresholds: dict) -> Annotated[bool, "sid_health_passed"]:
+def sid_health_gate(quality: SIDQuality, gate: HealthThresholds) -> Annotated[bool, "sid_health_passed"]:
     """Fail the run on codebook collapse or unresolved collisions (thresholds from config); either way the
     SID-quality page (gauges against these thresholds) goes to the reports folder first."""
-    gate = HealthThresholds(**thresholds)
     ctx = get_step_context()
     model, version = model_name_and_version()
     problems = health_violations(quality, gate)
     title = f"{model} v{version}" if model and version else ctx.pipeline_run.name
-    page = publish_page("sid_quality", title, sid_quality_html(quality.to_dict(), vars(gate), problems, title),
+    page = publish_page("sid_quality", title, sid_quality_html(quality.to_dict(), gate.model_dump(), problems, title),
                         {"model": model, "versions": {"version": version},
                          "verdict": "healthy" if not problems else "UNHEALTHY",
                          "ok": not problems, "run_name": ctx.pipeline_run.name})

@@ -5,7 +5,7 @@ import pytest
 
 from sidkit.data.splits import leave_one_out
 from sidkit.data.synthetic import SyntheticConfig, generate
-from sidkit.evaluation.ab import DecisionRule, compare, paired_bootstrap
+from sidkit.evaluation.ab import compare, paired_bootstrap
 from sidkit.evaluation.downstream import PerUser, evaluate_ranking
 from sidkit.sids.collisions import resolve_collisions
 from sidkit.sids.table import build_sid_table

@@ -214,3 +214,27 @@ def test_a_pipeline_started_without_the_cli_checks_its_parameters_before_any_ste
     with pytest.raises(ConfigFileError, match=r"dataset\.format"):
         training_pipeline(dataset={"format": "csv-ish", "path": "x"})
     assert len(Client().list_pipeline_runs(size=1000).items) == before
+
+
+def test_steps_take_the_typed_sections_and_experiments_are_named_once():
+    """collisions, health, tracking and approval reach their steps as the models the config is checked against
+    (no step reads them with ``.get`` and a default of its own); the MLflow experiment defaults live in one table."""
+    import inspect
+
+    from sidkit.config import EXPERIMENTS, ApprovalConfig, CollisionsConfig, TrackingConfig
+    from sidkit.evaluation.sid_quality import HealthThresholds
+    from steps.evaluation import publish_evaluation
+    from steps.monitoring import drift_gate
+    from steps.registry import publish_tokenizer
+    from steps.tokenizer import assign_semantic_ids, finetune_tokenizer, sid_health_gate, train_tokenizer
+
+    expected = [(train_tokenizer, "tracking", TrackingConfig), (finetune_tokenizer, "tracking", TrackingConfig),
+                (publish_tokenizer, "tracking", TrackingConfig), (publish_evaluation, "tracking", TrackingConfig),
+                (assign_semantic_ids, "collisions", CollisionsConfig), (sid_health_gate, "gate", HealthThresholds),
+                (drift_gate, "approval", ApprovalConfig)]
+    for step, name, model in expected:
+        assert inspect.signature(step.entrypoint).parameters[name].annotation is model, (step.name, name)
+    assert TrackingConfig().experiment_for("evaluation") == EXPERIMENTS["evaluation"] == "sidkit-evaluation"
+    assert {TrackingConfig(experiment="team").experiment_for(kind) for kind in EXPERIMENTS} == {"team"}
+    with pytest.raises(ValueError, match="extra"):
+        HealthThresholds.model_validate({"min_utilisation": 0.2})   # a misspelt threshold is an error, not a no-op

@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import polars as pl
 import pytest
 
 from sidkit.data.splits import leave_one_out

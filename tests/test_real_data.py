@@ -2,7 +2,6 @@
 
 import numpy as np
 import polars as pl
-import pytest
 
 from sidkit.data.loaders import load_amazon_sequences, load_movielens_atomic
 from sidkit.data.schema import Catalogue

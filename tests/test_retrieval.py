@@ -85,7 +85,6 @@ def test_generator_beats_popularity_on_planted_signal(history):
     train = [u[:-2] for u in users]
     valid = ([u[:-2] for u in users[:100]], [u[-2] for u in users[:100]])
     test_hist, test_tgt = [u[:-1] for u in users], [u[-1] for u in users]
-    trie = SIDTrie(sids.tolist(), list(range(n_items)))
     cfg = GeneratorConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, epochs=30, batch_size=32, lr=3e-3,
                           beam_size=10, max_history=8, dropout=0.0, patience=100, history=history)
     valid_items = ([h for h in valid[0]], valid[1])

@@ -1,4 +1,3 @@
-import polars as pl
 import pytest
 
 from sidkit.data.schema import interactions_frame, order_interactions

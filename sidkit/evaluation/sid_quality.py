@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidkit.errors import SIDHealthError
 
@@ -115,18 +116,19 @@ def sid_quality(codes: np.ndarray, final_sids: np.ndarray | None, codebook_sizes
     )
 
 
-@dataclass(frozen=True)
-class HealthThresholds:
-    """A run fails when any check is violated. ``None`` switches a check off.
+class HealthThresholds(BaseModel):
+    """The ``health:`` section: a run fails when any check is violated. ``None`` switches a check off.
 
     ``min_utilization`` applies per level; it is capped by what the data allows
     (a level cannot use more codes than there are items).
     """
 
-    min_utilization: float | None = 0.1
-    min_normalized_entropy: float | None = 0.3
-    max_collision_rate: float | None = None
-    max_collision_rate_final: float | None = 0.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_utilization: float | None = Field(0.1, ge=0, le=1)
+    min_normalized_entropy: float | None = Field(0.3, ge=0, le=1)
+    max_collision_rate: float | None = Field(None, ge=0, le=1)
+    max_collision_rate_final: float | None = Field(0.0, ge=0, le=1)
 
 
 def health_violations(q: SIDQuality, t: HealthThresholds) -> list[str]:

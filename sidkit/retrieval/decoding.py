@@ -69,6 +69,7 @@ def beam_search(model, histories: torch.Tensor, trie: SIDTrie, vocab: SIDVocabul
     nodes = torch.zeros(B, dtype=torch.long)          # each row's trie node (its prefix); -1 = dead
     codes = torch.zeros(B, 0, dtype=torch.long)       # each row's prefix
     beams = 1
+    new_tokens = None                                 # each step's chosen tokens, fed to the next step
     for step, position in enumerate(positions):
         if step:
             with autocast(precision):
