@@ -59,31 +59,50 @@ def reference_rankings(train: list[list[int]], valid_hist: list[list[int]], vali
             f"last-3-items transitions ({rule})": [follow(h) for h in test_hist]}
 
 
+# the reference's settings (2 layers, d 64, dropout 0.3 on the inputs, 20 items of history, batch 128); the
+# tuning script (benchmarks/sasrec_tuning.py) varies them, chosen on validation
+SASREC_REFERENCE = {"dim": 64, "max_len": 20, "dropout": 0.3, "batch_size": 128}
+
+
 def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int = 3, seed: int = 0,
-                     exclude_history: bool = False) -> dict:
-    """An item-ID sequential model on the same splits, for calibration: SASRec (2 layers, d 64,
-    dropout 0.3 on the inputs) trained with full-softmax cross-entropy over all items on the training
-    split, early-stopped on validation Recall@10 (5,000 users, every 5 epochs), full ranking of the test
-    users (``exclude_history``: the user's history items masked, as the protocol's generators do). The
-    TIGER paper reports SASRec at R@10 0.0605 on Beauty."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
+                     exclude_history: bool = False, settings: dict | None = None) -> dict:
+    """An item-ID sequential model on the same splits, for calibration: SASRec (``SASREC_REFERENCE``, or
+    ``settings``) trained with full-softmax cross-entropy over all items on the training split, early-stopped on
+    validation Recall@10 (5,000 users, every 5 epochs), full ranking of the test users (``exclude_history``: the
+    user's history items masked, as the protocol's generators do). The TIGER paper reports SASRec at R@10 0.0605
+    on Beauty."""
+    return train_sasrec_reference(reference_splits(model, version), settings or SASREC_REFERENCE, epochs=epochs,
+                                  patience=patience, seed=seed, exclude_history=exclude_history)
+
+
+def reference_splits(model: str, version: str):
+    """The model version's splits, items indexed (``IndexedSplits``)."""
     from zenml.client import Client
 
     from sidkit.evaluation.downstream import IndexedSplits
+
+    mv = Client().get_model_version(model, version)
+    return IndexedSplits.build(mv.get_artifact("sid_table").load(), mv.get_artifact("splits").load())
+
+
+def train_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int = 3, seed: int = 0,
+                           exclude_history: bool = False, test: bool = True) -> dict:
+    """Train one SASRec (``SASRecConfig`` fields in ``settings``) on ``d.train``, early-stopped on validation R@10;
+    with ``test`` also rank the test users. ``test=False`` is for choosing settings: the test split is not read."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
     from sidkit.features.behaviour import SASRec, SASRecConfig, _length_bucketed_batches, _windows
     from sidkit.retrieval.metrics import retrieval_metrics, target_ranks
     from sidkit.utils import torch_generator
 
-    mv = Client().get_model_version(model, version)
-    d = IndexedSplits.build(mv.get_artifact("sid_table").load(), mv.get_artifact("splits").load())
     n = len(d.item_ids)
-    cfg = SASRecConfig(dim=64, max_len=20, dropout=0.3, batch_size=128, seed=seed)
+    cfg = SASRecConfig(**{**settings, "seed": seed})
     torch.manual_seed(seed)
     g = torch_generator(seed)
     net = SASRec(n, cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.98))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     inputs, targets = _windows([[i + 1 for i in s] for s in d.train], cfg.max_len)
     keep = (targets > 0).any(1)
     inputs, targets = torch.from_numpy(inputs[keep]), torch.from_numpy(targets[keep])
@@ -121,7 +140,7 @@ def sasrec_reference(model: str, version: str, epochs: int = 200, patience: int 
             if bad >= patience:
                 break
     net.load_state_dict(best_state)
-    m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt)))
+    m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt))) if test else {}
     m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history,
-             threads=torch.get_num_threads())
+             threads=torch.get_num_threads(), settings=dict(settings))
     return m

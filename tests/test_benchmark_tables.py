@@ -113,3 +113,32 @@ def test_reference_baselines_follow_the_protocols_history_exclusion():
     popular = masked["most popular (same splits, history excluded)"][0]
     assert follow[0] == 3 and not {1, 2} & set(follow) and not {1, 2} & set(popular)
     assert plain["most popular (same splits)"][0][:2] == [0, 1]
+
+
+def test_choosing_sasrec_settings_never_reads_the_test_split():
+    """The tuning script trains with ``test=False`` while it chooses: the test histories are not touched, and the
+    chosen setting's test run is the same model again (same seed: the same validation score)."""
+    from tests.conftest import planted_walks
+
+    _, users = planted_walks(40, 60, (6, 10))
+
+    class Splits:
+        item_ids = list(range(40))
+        train = [u[:-2] for u in users]
+        valid_hist, valid_tgt = [u[:-2] for u in users], [u[-2] for u in users]
+        _test = ([u[:-1] for u in users], [u[-1] for u in users])
+
+        @property
+        def test_hist(self):
+            raise AssertionError("the test split was read while choosing")
+
+    settings = {**references.SASREC_REFERENCE, "dim": 8, "max_len": 6}
+    chosen = references.train_sasrec_reference(Splits(), settings, epochs=5, test=False)
+    assert "recall@10" not in chosen and chosen["settings"] == settings
+
+    class WithTest(Splits):
+        test_hist = property(lambda self: self._test[0])
+        test_tgt = property(lambda self: self._test[1])
+
+    tested = references.train_sasrec_reference(WithTest(), settings, epochs=5, test=True)
+    assert tested["valid_recall10"] == chosen["valid_recall10"] and 0 <= tested["recall@10"] <= 1
