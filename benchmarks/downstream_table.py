@@ -248,8 +248,9 @@ def main() -> None:
     ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
     if ref_path.exists():
         m = json.loads(ref_path.read_text())
-        rule = ("history excluded" if m.get("exclude_history") else "history NOT excluded: not this protocol"
-                if excludes_history(eval_config) else "same splits")
+        kept = bool(m.get("exclude_history")) == excludes_history(eval_config)   # the protocol's history rule?
+        rule = ("history excluded" if m.get("exclude_history") else "history NOT excluded") + ("" if kept else
+                                                                                                ": not this protocol")
         lines.append(f"| SASRec, item IDs, full-softmax CE (same splits, {rule}; {m['measured_at']}) | | {m['recall@5']:.4f} | "
                      f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | | {m['epochs']} | "
                      f"{m['train_seconds'] / 60:.1f} min | | | | |")
