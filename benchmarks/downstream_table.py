@@ -168,62 +168,14 @@ def main() -> None:
             print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
                   f"python run.py train --config {config}", flush=True)
             continue
-        # the run's own output (per-epoch lines) goes to a log to follow while it runs (tail -f)
-        log = ROOT / "benchmarks" / "logs" / f"{results}_{method.replace(':', '-')}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"{method}: model version {versions[method]}, log {log.relative_to(ROOT)}", flush=True)
-        with tempfile.TemporaryDirectory() as tmp, log.open("w") as log_file:
-            out = Path(tmp) / "e.json"
-            # --no-cache: a benchmark measures; ZenML's step cache keys on the config and the step's own source,
-            # not on sidkit's code, so a cached run would return an older commit's result in 20 seconds
-            cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", versions[method],
-                   "--summary", str(out), "--no-cache"]
-            load_start, quiet = wait_for_quiet()
-            if not quiet and not args.allow_contended:
-                raise SystemExit(f"load average {load_start} after 5 minutes: another heavy job is running; its "
-                                 "timings would be 5-8x off. Stop it, or pass --allow-contended (the row is marked)")
-            # the code the run imports, read now: a commit made while it runs must not be credited with its result
-            from pipelines.caching import code_fingerprint
-
-            commit, code = git_rev(), code_fingerprint()
-            t = time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
-            wall = time.perf_counter() - t
-            s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
-                                                                  "error": log.read_text()[-800:]}
-        aucs = s.get("ranking", {}).pop("test_aucs", None)
-        weights = s.get("ranking", {}).pop("test_auc_weights", None)
-        if aucs is not None and weights is not None:
-            import numpy as np
-
-            s["aucs_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}_auc.npy"
-            values = np.array([np.nan if a is None else a for a in aucs], dtype=np.float64)
-            np.save(aucs_path(s), np.stack([values, np.asarray(weights, dtype=np.float64)]), allow_pickle=False)
-        ranks = s.get("retrieval", {}).pop("test_ranks", None)
-        deep_ranks = s.get("retrieval", {}).pop("test_deep_ranks", None)
-        if ranks is not None:
-            import numpy as np
-
-            s["ranks_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}.npy"
-            ranks_path(results, s).parent.mkdir(parents=True, exist_ok=True)
-            np.save(ranks_path(results, s), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
-            if deep_ranks is not None:   # the deep beam's ranks (deep_beam_size), beside the protocol beam's
-                s["deep_ranks_file"] = s["ranks_file"].replace(".npy", "_deep.npy")
-                np.save(ranks_path(results, {"ranks_file": s["deep_ranks_file"]}), np.asarray(deep_ranks, dtype=np.int32),
-                        allow_pickle=False)
-        s.update({"method": method, "model_version": versions[method], "wall_seconds": wall, "eval_config": eval_config,
-                  "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
-                  "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
-                  "machine": machine(), "isa": cpu_isa(),
-                  "precision": s.get("retrieval", {}).get("precision")})
+        s = evaluate_row(eval_config, versions[method], method, results, args.allow_contended)
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile
         merged, previous = stored_runs(), stored_previous()
         if method in merged:  # a replaced row is kept (with its ranks), e.g. to compare precisions on the same users
             previous.append(merged[method])
         merged[method] = s
         r = s.get("retrieval", {})
-        print(method, s.get("status"), f"{wall:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
+        print(method, s.get("status"), f"{s['wall_seconds']:.0f}s", f"R@10 {r.get('recall@10', float('nan')):.4f}",
               s.get("error", ""), flush=True)
         save_json(results, {"date": now(), "machine": machine(),
                             "runs": [merged[m] for m in ordered(merged)], "previous": previous})
@@ -291,6 +243,63 @@ def main() -> None:
     print(table)
     if args.write:
         update_block(results.replace("_", "-"), table)
+
+
+def evaluate_row(eval_config: str, version: str, method: str, results: str, allow_contended: bool = False) -> dict:
+    """One row: ``run.py evaluate`` on tokenizer model ``version`` in a fresh process, alone (waits for the load to
+    settle; refuses a contended machine unless ``allow_contended``), its per-user ranks and AUCs saved under
+    benchmarks/results/ranks/ as ``<results>_<method>_<run>.npy``; returns the run's summary with wall time, commit,
+    machine, ISA and load. ``method`` is the row's label (a method, ``method:variant``, or ``method@seedN``)."""
+    # the run's own output (per-epoch lines) goes to a log to follow while it runs (tail -f)
+    log = ROOT / "benchmarks" / "logs" / f"{results}_{method.replace(':', '-')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{method}: model version {version}, log {log.relative_to(ROOT)}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, log.open("w") as log_file:
+        out = Path(tmp) / "e.json"
+        # --no-cache: a benchmark measures; ZenML's step cache keys on the config and the step's own source,
+        # not on sidkit's code, so a cached run would return an older commit's result in 20 seconds
+        cmd = [sys.executable, "run.py", "evaluate", "--config", eval_config, "--model-version", version,
+               "--summary", str(out), "--no-cache"]
+        load_start, quiet = wait_for_quiet()
+        if not quiet and not allow_contended:
+            raise SystemExit(f"load average {load_start} after 5 minutes: another heavy job is running; its "
+                             "timings would be 5-8x off. Stop it, or pass --allow-contended (the row is marked)")
+        # the code the run imports, read now: a commit made while it runs must not be credited with its result
+        from pipelines.caching import code_fingerprint
+
+        commit, code = git_rev(), code_fingerprint()
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
+                       env={**os.environ, "SIDKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"})
+        wall = time.perf_counter() - t
+        s = json.loads(out.read_text()) if out.exists() else {"status": "no summary",
+                                                              "error": log.read_text()[-800:]}
+    aucs = s.get("ranking", {}).pop("test_aucs", None)
+    weights = s.get("ranking", {}).pop("test_auc_weights", None)
+    if aucs is not None and weights is not None:
+        import numpy as np
+
+        s["aucs_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}_auc.npy"
+        values = np.array([np.nan if a is None else a for a in aucs], dtype=np.float64)
+        np.save(aucs_path(s), np.stack([values, np.asarray(weights, dtype=np.float64)]), allow_pickle=False)
+    ranks = s.get("retrieval", {}).pop("test_ranks", None)
+    deep_ranks = s.get("retrieval", {}).pop("test_deep_ranks", None)
+    if ranks is not None:
+        import numpy as np
+
+        s["ranks_file"] = f"{results}_{method.replace(':', '-')}_{str(s.get('run_id', 'run'))[:8]}.npy"
+        ranks_path(results, s).parent.mkdir(parents=True, exist_ok=True)
+        np.save(ranks_path(results, s), np.asarray(ranks, dtype=np.int32), allow_pickle=False)
+        if deep_ranks is not None:   # the deep beam's ranks (deep_beam_size), beside the protocol beam's
+            s["deep_ranks_file"] = s["ranks_file"].replace(".npy", "_deep.npy")
+            np.save(ranks_path(results, {"ranks_file": s["deep_ranks_file"]}), np.asarray(deep_ranks, dtype=np.int32),
+                    allow_pickle=False)
+    s.update({"method": method, "model_version": version, "wall_seconds": wall, "eval_config": eval_config,
+              "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
+              "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),
+              "machine": machine(), "isa": cpu_isa(),
+              "precision": s.get("retrieval", {}).get("precision")})
+    return s
 
 
 def deep_cutoffs(rows: list[dict]) -> list[str]:

@@ -77,3 +77,26 @@ def test_truly_better_challenger_is_promoted_and_worse_is_not(ranking_setup):
     worse = compare(results["good"], results["bad"], rule)
     assert not worse["decision"]["promote"]
     assert worse["metrics"]["gauc"]["lift"] == pytest.approx(-m["lift"])
+
+
+def test_seed_bootstrap_pairs_users_and_sees_the_spread_between_seeds():
+    from sidkit.evaluation.seeds import seed_bootstrap
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    hits = [(rng.random(n) < 0.15).astype(float) for _ in range(3)]
+    same = seed_bootstrap(hits, hits, n_bootstrap=500)
+    assert same["lift"] == 0.0 and same["ci_low"] <= 0.0 <= same["ci_high"] and same["p_value"] > 0.2
+    better = [np.maximum(h, (rng.random(n) < 0.1)) for h in hits]     # every seed hits where the base hits, and more
+    d = seed_bootstrap(hits, better, n_bootstrap=500)
+    assert d["lift"] > 0.05 and d["ci_low"] > 0 and d["p_value"] <= 0.01
+    assert d["per_seed"] == [float(h.mean()) for h in hits] and len(d["other_per_seed"]) == 3
+
+    # the same users and mean, but the seeds disagree: the interval of the mean must widen
+    base = (rng.random(n) < 0.2).astype(float)
+    steady = seed_bootstrap([base, base, base], n_bootstrap=500)
+    spread = seed_bootstrap([np.where(rng.random(n) < f, 1.0, 0.0) for f in (0.1, 0.2, 0.3)], n_bootstrap=500)
+    assert steady["seed_sd"] == 0.0 and spread["seed_sd"] > 0.05
+    assert spread["ci_high"] - spread["ci_low"] > 2 * (steady["ci_high"] - steady["ci_low"])
+    with pytest.raises(ValueError, match="same users"):
+        seed_bootstrap(hits, [np.zeros(n - 1)])

@@ -142,3 +142,30 @@ def test_choosing_sasrec_settings_never_reads_the_test_split():
 
     tested = references.train_sasrec_reference(WithTest(), settings, epochs=5, test=True)
     assert tested["valid_recall10"] == chosen["valid_recall10"] and 0 <= tested["recall@10"] <= 1
+
+
+def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch):
+    """benchmarks/seed_spread.py: one line per method with each seed's R@10, the mean over seeds and the
+    difference to RQ-VAE's mean (users paired, seeds resampled); the train config of an ablation is found."""
+    import benchmarks.seed_spread as seeds
+
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "ranks"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    runs = []
+    for method, boost in (("rqvae", 0), ("adasid", 400)):
+        for seed in (0, 1, 2):
+            ranks = rng.integers(0, 40, 3000)
+            ranks[:boost] = 1
+            np.save(folder / f"s_{method}_{seed}.npy", ranks)
+            hit = float(((ranks > 0) & (ranks <= 10)).mean())
+            runs.append({**_row(f"{method}@seed{seed}", "d", hit, "x" * 64, f"s_{method}_{seed}.npy", "fp32"),
+                         "tokenizer_method": method, "tokenizer_seed": seed, "model_version": str(seed + 1),
+                         "ranking": {"gauc": 0.8}})
+    text = seeds.table("s", runs, "movielens", "configs/eval_movielens.yaml", "p" * 64)
+    rqvae, adasid = [line for line in text.splitlines() if line.startswith(("| rqvae", "| adasid"))]
+    assert rqvae.count("(s") == 3 and "| - |" in rqvae             # the baseline has no difference to itself
+    lift = float(adasid.split(" | ")[6].split(" ")[0])
+    assert lift > 0.05 and "(p 0.00" in adasid.split(" | ")[6]
+    assert seeds.train_config("movielens", "adasid:no_router") == "configs/ablations/train_movielens_adasid_no_router.yaml"

@@ -1,0 +1,150 @@
+"""Methods over training seeds: each tokenizer config trained with several seeds, each evaluated downstream.
+
+A downstream row is one trained tokenizer; retraining the same config moves MovieLens R@10 by ~0.015, as much as
+most gaps between methods. This script trains every (method, seed) with ``run.py train --set tokenizer.seed=S
+--set features.seed=S`` (the tokenizer's and the behaviour model's seeds), evaluates the new model version with
+``run.py evaluate`` under one pinned eval config (the generator and ranker keep that config's own seed, so the
+eval protocol and its hash stay one), and tabulates per method the R@10 of each seed, their mean with a
+two-level (seeds x users) bootstrap interval, and the difference to RQ-VAE's mean with its interval and p-value
+(sidkit.evaluation.seeds).
+
+    python benchmarks/seed_spread.py --dataset movielens --methods rqvae adasid --seeds 0 1 2 [--write]
+
+Rows are kept in benchmarks/results/seeds_<dataset>.json (per-user ranks under results/ranks/); a (method, seed)
+already measured under the current eval config is not re-run, so the script resumes after an interruption and
+seeds can be added later. Methods may be ablations (``adasid:no_router`` -> configs/ablations/...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
+from benchmarks.downstream_table import current_eval_sha, evaluate_row  # noqa: E402
+from benchmarks.row_comparisons import ranks_path  # noqa: E402
+
+
+def train_config(dataset: str, method: str) -> str:
+    base, _, variant = method.partition(":")
+    return (f"configs/ablations/train_{dataset}_{base}_{variant}.yaml" if variant
+            else f"configs/train_{dataset}_{method}.yaml")
+
+
+def train(dataset: str, method: str, seed: int) -> dict:
+    """Train one tokenizer with every training seed set to ``seed``; the run's summary plus wall time and load."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "t.json"
+        cmd = [sys.executable, "run.py", "train", "--config", train_config(dataset, method), "--summary", str(out),
+               "--set", f"tokenizer.seed={seed}", "--set", f"features.seed={seed}"]
+        load_start, _ = wait_for_quiet(timeout=120.0)
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "SIDKIT_PROGRESS": "0"})
+        wall = time.perf_counter() - t
+        s = json.loads(out.read_text()) if out.exists() else {"status": "no summary", "error": proc.stderr[-800:]}
+    s.update(train_wall_seconds=wall, train_load_average_1min_start=load_start)
+    return s
+
+
+def per_user(results: str, rows: list[dict], metric: str):
+    import numpy as np
+
+    from sidkit.retrieval.metrics import per_user_gains
+
+    return [per_user_gains(np.load(ranks_path(results, r), allow_pickle=False), 10, metric) for r in rows]
+
+
+def table(results: str, rows: list[dict], dataset: str, eval_config: str, protocol: str) -> str:
+    from sidkit.evaluation.seeds import seed_bootstrap
+
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["tokenizer_method"], []).append(r)
+    base = by_method.get("rqvae")
+    lines = [f"### {dataset}: methods over tokenizer seeds ({eval_config})\n",
+             f"{now()} · {machine()} · `python benchmarks/seed_spread.py --dataset {dataset} --write` · each seed: "
+             "`run.py train --set tokenizer.seed=S --set features.seed=S`, then `run.py evaluate` on that version "
+             f"(eval_config_sha256 `{protocol[:12]}`, the generator's own seed fixed by it). Mean over seeds with a "
+             "two-level bootstrap interval (seeds and users); Δ vs RQ-VAE: difference of the means, users paired, seeds "
+             "drawn independently per method (sidkit/evaluation/seeds.py). Per-run rows, times and loads: "
+             f"benchmarks/results/{results}.json.\n",
+             "| method | seeds | R@10 per seed (model version) | R@10 mean [95% CI] | seed sd | N@10 mean [95% CI] | "
+             "Δ R@10 vs rqvae [95% CI] (p) | Δ N@10 vs rqvae (p) | GAUC per seed | ISA · precision |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
+    for method, runs in by_method.items():
+        runs = sorted(runs, key=lambda r: r["tokenizer_seed"])
+        hits, gains = per_user(results, runs, "recall"), per_user(results, runs, "ndcg")
+        r10, n10 = seed_bootstrap(hits), seed_bootstrap(gains)
+        delta = ndelta = "-"
+        if base and method != "rqvae":
+            d = seed_bootstrap(per_user(results, base, "recall"), hits)
+            nd = seed_bootstrap(per_user(results, base, "ndcg"), gains)
+            delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
+            ndelta = f"{nd['lift']:+.4f} (p {nd['p_value']:.3f})"
+        seeds = ", ".join(f"{r['retrieval']['recall@10']:.4f} (s{r['tokenizer_seed']}, v{r['model_version']})" for r in runs)
+        gaucs = " / ".join(f"{r['ranking']['gauc']:.4f}" for r in runs)
+        sd = f"{r10['seed_sd']:.4f}" if r10["seed_sd"] is not None else "-"
+        where = sorted({f"{r.get('isa', '-')} · {r.get('precision') or '-'}" for r in runs})
+        lines.append(f"| {method} | {len(runs)} | {seeds} | {r10['mean']:.4f} [{r10['ci_low']:.4f}, {r10['ci_high']:.4f}] | "
+                     f"{sd} | {n10['mean']:.4f} [{n10['ci_low']:.4f}, {n10['ci_high']:.4f}] | {delta} | {ndelta} | "
+                     f"{gaucs} | {', '.join(where)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", choices=["beauty", "movielens"], default="movielens")
+    ap.add_argument("--eval-config", default=None, help="default: configs/eval_<dataset>.yaml")
+    ap.add_argument("--methods", nargs="*", default=["rqvae", "adasid"])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--allow-contended", action="store_true", help="see downstream_table.py")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    eval_config = args.eval_config or f"configs/eval_{args.dataset}.yaml"
+    protocol, results = current_eval_sha(eval_config), f"seeds_{args.dataset}"
+    path = ROOT / "benchmarks" / "results" / f"{results}.json"
+
+    def stored() -> dict[str, dict]:
+        return {r["method"]: r for r in (json.loads(path.read_text())["runs"] if path.exists() else [])}
+
+    for method in args.methods:
+        for seed in args.seeds:
+            key = f"{method}@seed{seed}"
+            old = stored().get(key)
+            if old and old.get("status") == "succeeded" and old.get("eval_config_sha256") == protocol:
+                print(f"{key}: measured ({old['measured_at']}), kept", flush=True)
+                continue
+            t = train(args.dataset, method, seed)
+            if t.get("status") != "succeeded":
+                print(f"{key}: training failed: {t.get('error', '')}", flush=True)
+                continue
+            print(f"{key}: model version {t['model_version']} trained in {t['train_wall_seconds']:.0f}s", flush=True)
+            s = evaluate_row(eval_config, str(t["model_version"]), key, results, args.allow_contended)
+            s.update(tokenizer_method=method, tokenizer_seed=seed, train_wall_seconds=t["train_wall_seconds"],
+                     train_load_average_1min_start=t["train_load_average_1min_start"],
+                     sid_quality=t.get("sid_quality"))
+            merged = stored()
+            merged[key] = s
+            save_json(results, {"date": now(), "machine": machine(), "runs": list(merged.values())})
+            r = s.get("retrieval", {})
+            print(key, s.get("status"), f"R@10 {r.get('recall@10', float('nan')):.4f}", s.get("error", ""), flush=True)
+    rows = [r for r in stored().values() if r.get("status") == "succeeded" and r.get("eval_config_sha256") == protocol]
+    if not rows:
+        print("no rows under this eval config yet")
+        return
+    text = table(results, rows, args.dataset, eval_config, protocol)
+    print(text)
+    if args.write:
+        update_block(results.replace("_", "-"), text)
+
+
+if __name__ == "__main__":
+    main()
