@@ -105,6 +105,14 @@ def latest_versions(model: str) -> dict[str, str]:
     return {m: v for m, (_, v) in out.items()}
 
 
+def train_config(dataset: str, method: str) -> str:
+    """The training config of a row: ``configs/train_<dataset>_<method>.yaml``, or for ``method:variant`` the
+    ablation's ``configs/ablations/train_<dataset>_<method>_<variant>.yaml``."""
+    base, _, variant = method.partition(":")
+    return (f"configs/ablations/train_{dataset}_{base}_{variant}.yaml" if variant
+            else f"configs/train_{dataset}_{method}.yaml")
+
+
 def current_eval_sha(eval_config: str) -> str:
     """The protocol hash of an eval config file, as run.py evaluate would record it."""
     from sidkit.config import check_config_file
@@ -162,11 +170,8 @@ def main() -> None:
         print(f"re-running the rows measured under another protocol: {args.methods or 'none'}", flush=True)
     for method in args.methods:
         if method not in versions:
-            base, _, variant = method.partition(":")
-            config = (f"configs/ablations/train_{args.dataset}_{base}_{variant}.yaml" if variant
-                      else f"configs/train_{args.dataset}_{method}.yaml")
             print(f"{method}: no model version of {MODELS[args.dataset]} trained with it; run "
-                  f"python run.py train --config {config}", flush=True)
+                  f"python run.py train --config {train_config(args.dataset, method)}", flush=True)
             continue
         s = evaluate_row(eval_config, versions[method], method, results, args.allow_contended)
         # re-read before saving: another instance (other --methods) may have finished a row meanwhile

@@ -29,14 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
-from benchmarks.downstream_table import current_eval_sha, evaluate_row  # noqa: E402
+from benchmarks.downstream_table import current_eval_sha, evaluate_row, train_config  # noqa: E402
 from benchmarks.row_comparisons import ranks_path  # noqa: E402
-
-
-def train_config(dataset: str, method: str) -> str:
-    base, _, variant = method.partition(":")
-    return (f"configs/ablations/train_{dataset}_{base}_{variant}.yaml" if variant
-            else f"configs/train_{dataset}_{method}.yaml")
 
 
 def train(dataset: str, method: str, seed: int) -> dict:
@@ -69,6 +63,7 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
     for r in rows:
         by_method.setdefault(r["tokenizer_method"], []).append(r)
     base = by_method.get("rqvae")
+    base_hits, base_gains = (per_user(results, base, "recall"), per_user(results, base, "ndcg")) if base else (None, None)
     lines = [f"### {dataset}: methods over tokenizer seeds ({eval_config})\n",
              f"{now()} · {machine()} · `python benchmarks/seed_spread.py --dataset {dataset} --write` · each seed: "
              "`run.py train --set tokenizer.seed=S --set features.seed=S`, then `run.py evaluate` on that version "
@@ -85,8 +80,8 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
         r10, n10 = seed_bootstrap(hits), seed_bootstrap(gains)
         delta = ndelta = "-"
         if base and method != "rqvae":
-            d = seed_bootstrap(per_user(results, base, "recall"), hits)
-            nd = seed_bootstrap(per_user(results, base, "ndcg"), gains)
+            d = seed_bootstrap(base_hits, hits)
+            nd = seed_bootstrap(base_gains, gains)
             delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
             ndelta = f"{nd['lift']:+.4f} (p {nd['p_value']:.3f})"
         seeds = ", ".join(f"{r['retrieval']['recall@10']:.4f} (s{r['tokenizer_seed']}, v{r['model_version']})" for r in runs)
