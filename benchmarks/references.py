@@ -28,26 +28,17 @@ def reference_rankings(train: list[list[int]], valid_hist: list[list[int]], vali
     1/4; training transitions, plus validation ones for test; popular items fill up). ``exclude_history``
     (the protocol's ``retrieval.exclude_history``, as the generators apply it): a user's own history items
     are never ranked, so they take no top-20 slot."""
-    from collections import Counter, defaultdict
+    from collections import Counter
+
+    from sidkit.retrieval.transitions import TransitionPrior
 
     longest = max((len(h) for h in test_hist), default=0)
     popular = [i for i, _ in Counter(i for s in train for i in s).most_common(20 + longest)]
-    trans: dict[int, Counter] = defaultdict(Counter)
-    for seq in train:
-        for a, b in zip(seq, seq[1:]):
-            trans[a][b] += 1
-    for h, t in zip(valid_hist, valid_tgt):
-        if h:
-            trans[h[-1]][t] += 1
+    prior = TransitionPrior(train, [(h[-1], t) for h, t in zip(valid_hist, valid_tgt) if h], last=3, decay=0.5)
 
     def follow(h: list[int]) -> list[int]:
         seen = set(h) if exclude_history else set()
-        c: Counter = Counter()
-        for k, item in enumerate(reversed(h[-3:])):
-            for j, n in trans[item].items():
-                if j not in seen:
-                    c[j] += n * 0.5 ** k
-        ranked = [i for i, _ in c.most_common(20)]
+        ranked = prior.top(h, 20, seen)
         return ranked + [p for p in popular if p not in ranked and p not in seen][:20 - len(ranked)]
 
     def most_popular(h: list[int]) -> list[int]:
