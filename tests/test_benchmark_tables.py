@@ -169,3 +169,21 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
     lift = float(adasid.split(" | ")[6].split(" ")[0])
     assert lift > 0.05 and "(p 0.00" in adasid.split(" | ")[6]
     assert seeds.train_config("movielens", "adasid:no_router") == "configs/ablations/train_movielens_adasid_no_router.yaml"
+
+
+def test_the_ensemble_table_renders_a_row_read_back_from_json():
+    """hybrid_prior.py's table from its stored JSON (float weights come back as string keys)."""
+    import json
+
+    from benchmarks.hybrid_prior import render
+
+    delta = {"lift": 0.01, "ci_low": -0.002, "ci_high": 0.02, "p_value": 0.2}
+    metrics = {"recall@10": 0.15, "recall@10_ci": [0.13, 0.17], "ndcg@10": 0.08, "ndcg@10_ci": [0.07, 0.09]}
+    row = {"model_version": "2", "weight": 0.3, "generator": metrics, "transitions": metrics, "hybrid": metrics,
+           "generator_vs_transitions": delta, "hybrid_vs_generator": delta, "hybrid_vs_transitions": delta,
+           "eval_config_sha256": "d17f71c3b076ff", "isa": "AVX2", "threads": 2, "load_average_1min_end": 1.1,
+           "recall10_by_popularity": {"tail": {"users": 9, "generator": 0.1, "transitions": 0.05, "hybrid": 0.12}},
+           "valid_recall10_by_weight": {0.0: 0.15, 0.3: 0.17}}
+    md = render("seeds_movielens", json.loads(json.dumps({"rqvae@seed0": row})))
+    assert "| rqvae@seed0 (v2) | 0.3 | 0.1500 [0.1300, 0.1700] |" in md
+    assert "tail (9 users) 0.1000 / 0.0500 / 0.1200" in md and "0.3→0.1700" in md and "+0.0100 [-0.0020" in md
