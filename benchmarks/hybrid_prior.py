@@ -45,6 +45,10 @@ def row_inputs(dataset: str, row: dict):
     from sidkit.retrieval.config import GeneratorConfig, SIDVocabulary
 
     bundle = output(Client().get_pipeline_run(row["run_id"]), "evaluate_generative_retrieval", "sid_generator")
+    views = bundle.info.get("views")
+    if views and len(views) > 1:
+        raise SystemExit(f"{row['method']}: a multi-view SID generator ({len(views)} views, MACRec) has one "
+                         "probability per view; the ensemble takes single-view generators only")
     mv = Client().get_model_version(MODELS[dataset], row["model_version"])
     table = mv.get_artifact("sid_table").load()
     data = IndexedSplits.build(table, mv.get_artifact("splits").load())

@@ -91,7 +91,34 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
         lines.append(f"| {method} | {len(runs)} | {seeds} | {r10['mean']:.4f} [{r10['ci_low']:.4f}, {r10['ci_high']:.4f}] | "
                      f"{sd} | {n10['mean']:.4f} [{n10['ci_low']:.4f}, {n10['ci_high']:.4f}] | {delta} | {ndelta} | "
                      f"{gaucs} | {', '.join(where)} |")
+    ablations = [m for m in by_method if ":" in m and m.split(":")[0] in by_method]
+    if ablations:
+        lines += ["", "Ablations against their full method, seed s against seed s (both trained with every seed set to s) "
+                  "and users paired (`seed_bootstrap(..., paired_seeds=True)`):", "",
+                  "| ablation | full method | seeds | Δ R@10 per seed | Δ R@10 mean [95% CI] (p) | Δ N@10 mean (p) | "
+                  "Δ GAUC per seed |", "|---|---|---:|---|---:|---:|---|"]
+        for method in ablations:
+            lines.append(ablation_line(results, method, by_method))
     return "\n".join(lines) + "\n"
+
+
+def ablation_line(results: str, method: str, by_method: dict[str, list[dict]]) -> str:
+    """One ablation against its full method on the seeds both have, seeds and users paired."""
+    from sidkit.evaluation.seeds import seed_bootstrap
+
+    full = method.split(":")[0]
+    pairs = {r["tokenizer_seed"]: r for r in by_method[full]}
+    mine = sorted((r for r in by_method[method] if r["tokenizer_seed"] in pairs), key=lambda r: r["tokenizer_seed"])
+    if not mine:
+        return f"| {method} | {full} | 0 | no seed in common | | | |"
+    theirs = [pairs[r["tokenizer_seed"]] for r in mine]
+    d = seed_bootstrap(per_user(results, theirs, "recall"), per_user(results, mine, "recall"), paired_seeds=True)
+    nd = seed_bootstrap(per_user(results, theirs, "ndcg"), per_user(results, mine, "ndcg"), paired_seeds=True)
+    each = ", ".join(f"{a['retrieval']['recall@10'] - b['retrieval']['recall@10']:+.4f} (s{a['tokenizer_seed']})"
+                     for a, b in zip(mine, theirs))
+    gauc = " / ".join(f"{a['ranking']['gauc'] - b['ranking']['gauc']:+.4f}" for a, b in zip(mine, theirs))
+    return (f"| {method} | {full} | {len(mine)} | {each} | {d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] "
+            f"(p {d['p_value']:.3f}) | {nd['lift']:+.4f} (p {nd['p_value']:.3f}) | {gauc} |")
 
 
 def main() -> None:

@@ -154,7 +154,7 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
     folder.mkdir(parents=True)
     rng = np.random.default_rng(2)
     runs = []
-    for method, boost in (("rqvae", 0), ("adasid", 400)):
+    for method, boost in (("rqvae", 0), ("adasid", 400), ("adasid:no_router", 100)):
         for seed in (0, 1, 2):
             ranks = rng.integers(0, 40, 3000)
             ranks[:boost] = 1
@@ -164,10 +164,14 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
                          "tokenizer_method": method, "tokenizer_seed": seed, "model_version": str(seed + 1),
                          "ranking": {"gauc": 0.8}})
     text = seeds.table("s", runs, "movielens", "configs/eval_movielens.yaml", "p" * 64)
-    rqvae, adasid = [line for line in text.splitlines() if line.startswith(("| rqvae", "| adasid"))]
+    rqvae, adasid = [line for line in text.splitlines() if line.startswith(("| rqvae |", "| adasid |"))]
     assert rqvae.count("(s") == 3 and "| - |" in rqvae             # the baseline has no difference to itself
     lift = float(adasid.split(" | ")[6].split(" ")[0])
     assert lift > 0.05 and "(p 0.00" in adasid.split(" | ")[6]
+    ablation = [line for line in text.splitlines() if line.startswith("| adasid:no_router | adasid |")]
+    assert len(ablation) == 1 and ablation[0].count("(s") == 3        # against ADA-SID, seed by seed
+    lift = float(ablation[0].split(" | ")[4].split(" ")[0])
+    assert lift < -0.05 and "(p 0.00" in ablation[0].split(" | ")[4]
     assert seeds.train_config("movielens", "adasid:no_router") == "configs/ablations/train_movielens_adasid_no_router.yaml"
 
 

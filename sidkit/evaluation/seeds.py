@@ -13,6 +13,11 @@ methods' means over their drawn seeds. ``ci_low``/``ci_high`` are its (alpha/2, 
 ``p_value`` the two-sided bootstrap p-value of "no difference" (2 * min(P(d <= 0), P(d >= 0)), floored at
 1 / n_bootstrap). Without ``other`` it is the interval of ``base``'s mean over seeds and users.
 
+``paired_seeds=True`` is for an ablation against its full method when seed ``s`` of one was trained with the
+same seeds as seed ``s`` of the other (``benchmarks/seed_spread.py`` sets ``tokenizer.seed`` and
+``features.seed`` alike): each resample then draws one set of seed indices for both, so the difference is
+taken seed against seed as well as user against user, and a seed that is good for both cancels out.
+
 With few seeds (3) resampling them understates the seed variance (by (n - 1) / n) and the percentile
 interval is coarse; the per-seed figures are reported beside it so the reader sees the spread itself.
 """
@@ -34,20 +39,24 @@ def _matrix(values: Sequence[np.ndarray], n_users: int | None) -> np.ndarray:
 
 
 def seed_bootstrap(base: Sequence[np.ndarray], other: Sequence[np.ndarray] | None = None, n_bootstrap: int = 2000,
-                   alpha: float = 0.05, seed: int = 0) -> dict:
+                   alpha: float = 0.05, seed: int = 0, paired_seeds: bool = False) -> dict:
     """Two-level (seeds, users) bootstrap of a mean over seeds, or of the difference ``other - base``."""
     a = _matrix(base, None)
     b = _matrix(other, a.shape[1]) if other is not None else None
+    if paired_seeds and (b is None or len(b) != len(a)):
+        raise ValueError("paired_seeds needs the same number of seeds in both methods")
     n = a.shape[1]
     rng = np.random.default_rng(seed)
     stats = np.empty(n_bootstrap)
     for i in range(n_bootstrap):
         counts = np.bincount(rng.integers(0, n, n), minlength=n) / n     # the users' draw, shared by every seed
-        mean_a = (a[rng.integers(0, len(a), len(a))] @ counts).mean()
+        seeds_a = rng.integers(0, len(a), len(a))
+        mean_a = (a[seeds_a] @ counts).mean()
         if b is None:
             stats[i] = mean_a
         else:
-            stats[i] = (b[rng.integers(0, len(b), len(b))] @ counts).mean() - mean_a
+            seeds_b = seeds_a if paired_seeds else rng.integers(0, len(b), len(b))
+            stats[i] = (b[seeds_b] @ counts).mean() - mean_a
     per_seed_a = a.mean(axis=1)
     out = {"n_seeds": int(len(a)), "n_users": int(n), "per_seed": per_seed_a.tolist(),
            "mean": float(per_seed_a.mean()), "seed_sd": float(per_seed_a.std(ddof=1)) if len(a) > 1 else None,
