@@ -80,6 +80,25 @@ def train_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int =
                            exclude_history: bool = False, test: bool = True) -> dict:
     """Train one SASRec (``SASRecConfig`` fields in ``settings``) on ``d.train``, early-stopped on validation R@10;
     with ``test`` also rank the test users. ``test=False`` is for choosing settings: the test split is not read."""
+    rank, record = fit_sasrec_reference(d, settings, epochs, patience, seed, exclude_history)
+    return {**(test_metrics(rank, d) if test else {}), **record}
+
+
+def test_metrics(rank, d) -> dict:
+    """Retrieval metrics of a fitted reference (``fit_sasrec_reference``'s ranker) on the test users: the one
+    place the test split is read."""
+    import numpy as np
+
+    from sidkit.retrieval.metrics import retrieval_metrics, target_ranks
+
+    return retrieval_metrics(np.asarray(target_ranks(rank(d.test_hist), d.test_tgt)))
+
+
+def fit_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int = 3, seed: int = 0,
+                         exclude_history: bool = False):
+    """``train_sasrec_reference`` without the test: (ranker, record). The ranker maps histories to their top 20
+    item rows under the best validation weights, so a setting chosen among several is scored on test by
+    ``test_metrics`` without being trained again."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -131,7 +150,5 @@ def train_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int =
             if bad >= patience:
                 break
     net.load_state_dict(best_state)
-    m = retrieval_metrics(np.asarray(target_ranks(top20(d.test_hist), d.test_tgt))) if test else {}
-    m.update(epochs=epoch + 1, train_seconds=time.perf_counter() - t0, valid_recall10=best, exclude_history=exclude_history,
-             threads=torch.get_num_threads(), settings=dict(settings))
-    return m
+    return top20, {"epochs": epoch + 1, "train_seconds": time.perf_counter() - t0, "valid_recall10": best,
+                   "exclude_history": exclude_history, "threads": torch.get_num_threads(), "settings": dict(settings)}

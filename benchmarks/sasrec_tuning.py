@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import git_rev, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
-from benchmarks.references import SASREC_REFERENCE, reference_splits, train_sasrec_reference  # noqa: E402
+from benchmarks.references import SASREC_REFERENCE, fit_sasrec_reference, reference_splits, test_metrics  # noqa: E402
 
 GRID = {"max_len": [20, 50, 200], "block_dropout": [0.0, 0.2, 0.5]}
 
@@ -49,15 +49,18 @@ def main() -> None:
     version = next(iter(versions.values()))
     d = reference_splits(MODELS[args.dataset], version)
     load_start, quiet = wait_for_quiet()
-    trials = []
+    trials, rankers = [], []
     for max_len, block_dropout in itertools.product(args.max_len, args.block_dropout):
         settings = {**SASREC_REFERENCE, "max_len": max_len, "block_dropout": block_dropout}
-        m = train_sasrec_reference(d, settings, exclude_history=exclude, test=False)
+        rank, m = fit_sasrec_reference(d, settings, exclude_history=exclude)
         trials.append(m)
+        rankers.append(rank)
         print(f"max_len {max_len} block_dropout {block_dropout}: valid R@10 {m['valid_recall10']:.4f} "
               f"({m['epochs']} epochs, {m['train_seconds']:.0f} s)", flush=True)
-    chosen = max(trials, key=lambda m: m["valid_recall10"])
-    test = train_sasrec_reference(d, chosen["settings"], exclude_history=exclude, test=True)
+    best = max(range(len(trials)), key=lambda i: trials[i]["valid_recall10"])
+    chosen = trials[best]
+    # the chosen setting's own trained model, scored on test once (not trained again)
+    test = {**test_metrics(rankers[best], d), **chosen}
     result = {"dataset": args.dataset, "model_version": version, "eval_config": eval_config, "exclude_history": exclude,
               "trials": trials, "chosen": chosen["settings"], "test": test, "measured_at": now(), "commit": git_rev(),
               "machine": machine(), "isa": cpu_isa(), "load_average_1min_start": load_start, "contended": not quiet,
