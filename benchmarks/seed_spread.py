@@ -56,6 +56,36 @@ def per_user(results: str, rows: list[dict], metric: str):
     return [per_user_gains(np.load(ranks_path(results, r), allow_pickle=False), 10, metric) for r in rows]
 
 
+def per_user_gauc(results: str, base: list[dict], other: list[dict]) -> tuple[list, list] | None:
+    """Per-user AUCs of two methods' seeds as values whose plain mean over users is each seed's GAUC (each AUC
+    times its impression weight over the mean weight), on the users with an AUC in every seed of both; None when a
+    row has no stored per-user AUCs. ``seed_bootstrap`` of these resamples users and seeds as for R@10 (the
+    resampled GAUC is then a mean of weighted values, not a ratio: a close approximation with equal weights)."""
+    import numpy as np
+
+    from benchmarks.row_comparisons import aucs_path
+
+    paths = [aucs_path(r) for r in base + other]
+    if any(p is None or not p.exists() for p in paths):
+        return None
+    loaded = [np.load(p, allow_pickle=False) for p in paths]
+    if len({len(v) for v, _ in loaded}) != 1:
+        return None
+    mask = np.logical_and.reduce([np.isfinite(v) for v, _ in loaded])
+    values = [np.where(mask, v, 0.0) * w * mask / max((w * mask).mean(), 1e-12) for v, w in loaded]
+    return values[:len(base)], values[len(base):]
+
+
+def gauc_delta(results: str, base: list[dict], other: list[dict], paired_seeds: bool = False) -> str:
+    from sidkit.evaluation.seeds import seed_bootstrap
+
+    values = per_user_gauc(results, base, other)
+    if values is None:
+        return "-"
+    d = seed_bootstrap(*values, paired_seeds=paired_seeds)
+    return f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
+
+
 def table(results: str, rows: list[dict], dataset: str, eval_config: str, protocol: str) -> str:
     from sidkit.evaluation.seeds import seed_bootstrap
 
@@ -72,14 +102,16 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
              "drawn independently per method (sidkit/evaluation/seeds.py). Per-run rows, times and loads: "
              f"benchmarks/results/{results}.json.\n",
              "| method | seeds | R@10 per seed (model version) | R@10 mean [95% CI] | seed sd | N@10 mean [95% CI] | "
-             "Δ R@10 vs rqvae [95% CI] (p) | Δ N@10 vs rqvae (p) | GAUC per seed | ISA · precision |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
+             "Δ R@10 vs rqvae [95% CI] (p) | Δ N@10 vs rqvae (p) | GAUC per seed | Δ GAUC vs rqvae [95% CI] (p) | "
+             "ISA · precision |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for method, runs in by_method.items():
         runs = sorted(runs, key=lambda r: r["tokenizer_seed"])
         hits, gains = per_user(results, runs, "recall"), per_user(results, runs, "ndcg")
         r10, n10 = seed_bootstrap(hits), seed_bootstrap(gains)
-        delta = ndelta = "-"
+        delta = ndelta = gdelta = "-"
         if base and method != "rqvae":
+            gdelta = gauc_delta(results, base, runs)
             d = seed_bootstrap(base_hits, hits)
             nd = seed_bootstrap(base_gains, gains)
             delta = f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
@@ -90,13 +122,13 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
         where = sorted({f"{r.get('isa', '-')} · {r.get('precision') or '-'}" for r in runs})
         lines.append(f"| {method} | {len(runs)} | {seeds} | {r10['mean']:.4f} [{r10['ci_low']:.4f}, {r10['ci_high']:.4f}] | "
                      f"{sd} | {n10['mean']:.4f} [{n10['ci_low']:.4f}, {n10['ci_high']:.4f}] | {delta} | {ndelta} | "
-                     f"{gaucs} | {', '.join(where)} |")
+                     f"{gaucs} | {gdelta} | {', '.join(where)} |")
     ablations = [m for m in by_method if ":" in m and m.split(":")[0] in by_method]
     if ablations:
         lines += ["", "Ablations against their full method, seed s against seed s (both trained with every seed set to s) "
                   "and users paired (`seed_bootstrap(..., paired_seeds=True)`):", "",
                   "| ablation | full method | seeds | Δ R@10 per seed | Δ R@10 mean [95% CI] (p) | Δ N@10 mean (p) | "
-                  "Δ GAUC per seed |", "|---|---|---:|---|---:|---:|---|"]
+                  "Δ GAUC per seed | Δ GAUC mean [95% CI] (p) |", "|---|---|---:|---|---:|---:|---|---:|"]
         for method in ablations:
             lines.append(ablation_line(results, method, by_method))
     return "\n".join(lines) + "\n"
@@ -110,7 +142,7 @@ def ablation_line(results: str, method: str, by_method: dict[str, list[dict]]) -
     pairs = {r["tokenizer_seed"]: r for r in by_method[full]}
     mine = sorted((r for r in by_method[method] if r["tokenizer_seed"] in pairs), key=lambda r: r["tokenizer_seed"])
     if not mine:
-        return f"| {method} | {full} | 0 | no seed in common | | | |"
+        return f"| {method} | {full} | 0 | no seed in common | | | | |"
     theirs = [pairs[r["tokenizer_seed"]] for r in mine]
     d = seed_bootstrap(per_user(results, theirs, "recall"), per_user(results, mine, "recall"), paired_seeds=True)
     nd = seed_bootstrap(per_user(results, theirs, "ndcg"), per_user(results, mine, "ndcg"), paired_seeds=True)
@@ -118,7 +150,8 @@ def ablation_line(results: str, method: str, by_method: dict[str, list[dict]]) -
                      for a, b in zip(mine, theirs))
     gauc = " / ".join(f"{a['ranking']['gauc'] - b['ranking']['gauc']:+.4f}" for a, b in zip(mine, theirs))
     return (f"| {method} | {full} | {len(mine)} | {each} | {d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] "
-            f"(p {d['p_value']:.3f}) | {nd['lift']:+.4f} (p {nd['p_value']:.3f}) | {gauc} |")
+            f"(p {d['p_value']:.3f}) | {nd['lift']:+.4f} (p {nd['p_value']:.3f}) | {gauc} | "
+            f"{gauc_delta(results, theirs, mine, paired_seeds=True)} |")
 
 
 def main() -> None:

@@ -167,18 +167,24 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
             ranks[:boost] = 1
             np.save(folder / f"s_{method}_{seed}.npy", ranks)
             hit = float(((ranks > 0) & (ranks <= 10)).mean())
+            auc = np.clip(rng.normal(0.8 + (0.05 if method == "adasid" else 0.0), 0.1, 3000), 0, 1)
+            auc[:5] = np.nan                                       # users without an AUC weigh nothing
+            np.save(folder / f"s_{method}_{seed}_auc.npy", np.stack([auc, rng.integers(1, 5, 3000)]))
             runs.append({**_row(f"{method}@seed{seed}", "d", hit, "x" * 64, f"s_{method}_{seed}.npy", "fp32"),
                          "tokenizer_method": method, "tokenizer_seed": seed, "model_version": str(seed + 1),
-                         "ranking": {"gauc": 0.8}})
+                         "ranking": {"gauc": 0.8}, "aucs_file": f"s_{method}_{seed}_auc.npy"})
     text = seeds.table("s", runs, "movielens", "configs/eval_movielens.yaml", "p" * 64)
     rqvae, adasid = [line for line in text.splitlines() if line.startswith(("| rqvae |", "| adasid |"))]
     assert rqvae.count("(s") == 3 and "| - |" in rqvae             # the baseline has no difference to itself
     lift = float(adasid.split(" | ")[6].split(" ")[0])
     assert lift > 0.05 and "(p 0.00" in adasid.split(" | ")[6]
+    gauc = adasid.split(" | ")[9]                                   # ADA-SID's AUCs were drawn 0.05 higher
+    assert 0.03 < float(gauc.split(" ")[0]) < 0.07 and "(p 0.00" in gauc
     ablation = [line for line in text.splitlines() if line.startswith("| adasid:no_router | adasid |")]
     assert len(ablation) == 1 and ablation[0].count("(s") == 3        # against ADA-SID, seed by seed
     lift = float(ablation[0].split(" | ")[4].split(" ")[0])
     assert lift < -0.05 and "(p 0.00" in ablation[0].split(" | ")[4]
+    assert float(ablation[0].split(" | ")[7].split(" ")[0]) < -0.03   # no_router's AUCs were drawn at the base's
     assert seeds.train_config("movielens", "adasid:no_router") == "configs/ablations/train_movielens_adasid_no_router.yaml"
 
 
