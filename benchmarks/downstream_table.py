@@ -130,6 +130,28 @@ def excludes_history(eval_config: str) -> bool:
     return bool((params.get("retrieval") or {}).get("exclude_history", False))
 
 
+def sasrec_rows(dataset: str, protocol_excludes_history: bool) -> list[str]:
+    """The item-ID SASRec references stored for ``dataset``: the fixed-setting one (``--sasrec-reference``) and the
+    one whose setting benchmarks/sasrec_tuning.py chose on validation, each labelled with its history rule."""
+    results = ROOT / "benchmarks" / "results"
+    found = []
+    if (results / f"sasrec_reference_{dataset}.json").exists():
+        m = json.loads((results / f"sasrec_reference_{dataset}.json").read_text())
+        found.append(("SASRec, item IDs, full-softmax CE", m, m))
+    if (results / f"sasrec_tuning_{dataset}.json").exists():
+        t = json.loads((results / f"sasrec_tuning_{dataset}.json").read_text())
+        chosen = ", ".join(f"{k} {v}" for k, v in t["chosen"].items())
+        found.append((f"SASRec, item IDs, full-softmax CE, setting chosen on validation ({chosen})", t["test"], t))
+    lines = []
+    for name, m, run in found:
+        rule = ("history excluded" if m.get("exclude_history") else "history NOT excluded") + (
+            "" if bool(m.get("exclude_history")) == protocol_excludes_history else ": not this protocol")
+        lines.append(f"| {name} (same splits, {rule}; {run['measured_at']}) | | {m['recall@5']:.4f} | "
+                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | | {m['epochs']} | "
+                     f"{m['train_seconds'] / 60:.1f} min | | | | |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", choices=sorted(MODELS), default="beauty")
@@ -202,15 +224,7 @@ def main() -> None:
                                            excludes_history(eval_config)).items():
             lines.append(f"| {name} | | {m['recall@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@5']:.4f} | "
                          f"{m['ndcg@10']:.4f} | | | | | | | | | | |")
-    ref_path = ROOT / "benchmarks" / "results" / f"sasrec_reference_{args.dataset}.json"
-    if ref_path.exists():
-        m = json.loads(ref_path.read_text())
-        kept = bool(m.get("exclude_history")) == excludes_history(eval_config)   # the protocol's history rule?
-        rule = ("history excluded" if m.get("exclude_history") else "history NOT excluded") + ("" if kept else
-                                                                                                ": not this protocol")
-        lines.append(f"| SASRec, item IDs, full-softmax CE (same splits, {rule}; {m['measured_at']}) | | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | | | | | {m['epochs']} | "
-                     f"{m['train_seconds'] / 60:.1f} min | | | | |")
+    lines += sasrec_rows(args.dataset, excludes_history(eval_config))
     for s in rows:
         if s.get("status") != "succeeded":
             lines.append(f"| {s['method']} | {s['model_version']} | failed: {str(s.get('error', ''))[:80]} ||||||||||||||")

@@ -101,9 +101,8 @@ def fit_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int = 3
     ``test_metrics`` without being trained again."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
-    from sidkit.features.behaviour import SASRec, SASRecConfig, _length_bucketed_batches, _windows
+    from sidkit.features.behaviour import SASRec, SASRecConfig, _length_bucketed_batches, _windows, sasrec_loss
     from sidkit.retrieval.metrics import retrieval_metrics, target_ranks
     from sidkit.utils import torch_generator
 
@@ -139,8 +138,7 @@ def fit_sasrec_reference(d, settings: dict, epochs: int = 200, patience: int = 3
         for idx in _length_bucketed_batches(lengths, cfg.batch_size, g):
             x, y = inputs[idx], targets[idx]
             w = int((x > 0).sum(1).max())
-            logits = net(x[:, -w:]) @ net.item.weight[1:].T
-            loss = F.cross_entropy(logits.reshape(-1, n), (y[:, -w:] - 1).reshape(-1), ignore_index=-1)
+            loss = sasrec_loss(net, net(x[:, -w:]), y[:, -w:], "ce", g)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -204,3 +204,22 @@ def test_the_ensemble_table_renders_a_row_read_back_from_json():
     md = render("seeds_movielens", json.loads(json.dumps({"rqvae@seed0": row})))
     assert "| rqvae@seed0 (v2) | 0.3 | 0.1500 [0.1300, 0.1700] |" in md
     assert "tail (9 users) 0.1000 / 0.0500 / 0.1200" in md and "0.3→0.1700" in md and "+0.0100 [-0.0020" in md
+
+
+def test_the_table_shows_both_sasrec_references_with_their_history_rule(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    assert table.sasrec_rows("d", True) == []
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    metrics = {"recall@5": 0.04, "recall@10": 0.06, "ndcg@5": 0.03, "ndcg@10": 0.035, "epochs": 35, "train_seconds": 600}
+    (results / "sasrec_reference_d.json").write_text(json.dumps({**metrics, "measured_at": "then"}))
+    tuned = {**metrics, "recall@10": 0.0784, "exclude_history": True}
+    (results / "sasrec_tuning_d.json").write_text(json.dumps({"chosen": {"max_len": 50, "block_dropout": 0.5},
+                                                              "test": tuned, "measured_at": "now"}))
+    fixed, chosen = table.sasrec_rows("d", True)
+    assert "history NOT excluded: not this protocol; then" in fixed and "| 0.0600 |" in fixed
+    assert "chosen on validation (max_len 50, block_dropout 0.5)" in chosen and "history excluded; now" in chosen
+    assert "| 0.0784 |" in chosen and "not this protocol" not in chosen
+    assert "not this protocol" in table.sasrec_rows("d", False)[1]

@@ -73,6 +73,51 @@ def test_behaviour_embeddings_use_training_split_and_mask_unseen(small_synthetic
     np.testing.assert_array_equal(vecs, again)  # seeded
 
 
+def test_sasrec_losses_match_their_definitions():
+    import torch
+    import torch.nn.functional as F
+
+    from sidkit.features.behaviour import SASRec, sasrec_loss
+
+    torch.manual_seed(0)
+    net = SASRec(30, SASRecConfig(dim=8, max_len=6))
+    x = torch.tensor([[0, 0, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5]])
+    y = torch.tensor([[0, 0, 4, 5, 6, 7], [0, 2, 3, 4, 5, 30]])
+    h = net(x)
+    # ce: softmax over all 30 items at the 9 real positions, padding ignored
+    logits = h @ net.item.weight[1:].T
+    want = F.cross_entropy(logits.reshape(-1, 30), (y - 1).reshape(-1), ignore_index=-1)
+    torch.testing.assert_close(sasrec_loss(net, h, y, "ce", torch.Generator().manual_seed(1)), want)
+    # bce: one negative per position from the given generator, the arithmetic of the rows measured before ce
+    neg = torch.randint(1, 31, y.shape, generator=torch.Generator().manual_seed(1))
+    pos_l, neg_l = (h * net.item(y)).sum(-1), (h * net.item(neg)).sum(-1)
+    valid = (y > 0).float()
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    old = ((bce(pos_l, torch.ones_like(pos_l)) + bce(neg_l, torch.zeros_like(neg_l))) * valid).sum() / valid.sum()
+    assert torch.equal(sasrec_loss(net, h, y, "bce", torch.Generator().manual_seed(1)), old)
+    with pytest.raises(ValueError, match="loss"):
+        SASRecConfig(loss="mse")
+
+
+def test_behaviour_view_trains_with_cross_entropy(small_synthetic):
+    cat, _ = small_synthetic
+    splits = leave_one_out(cat.interactions)
+    ids = cat.items["item_id"].to_list()
+    cfg = SASRecConfig(dim=16, epochs=4, max_len=10, loss="ce")
+    vecs, seen, info = behaviour_embeddings(ids, splits.train_sequences(), cfg)
+    assert info["losses"][-1] < info["losses"][0] < np.log(len(ids)) + 1  # starts near log(catalogue), learns
+    again, _, _ = behaviour_embeddings(ids, splits.train_sequences(), cfg)
+    np.testing.assert_array_equal(vecs, again)
+    bce, _, _ = behaviour_embeddings(ids, splits.train_sequences(), SASRecConfig(dim=16, epochs=4, max_len=10))
+    assert not np.array_equal(vecs, bce)
+    emb = embed_catalogue(cat, splits, {"text": {"enabled": False}, "behaviour": {"epochs": 1, "dim": 8, "loss": "ce"}})
+    assert emb.encoders["behaviour"]["loss"] == "ce"
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="loss"):
+        embed_catalogue(cat, splits, {"behaviour": {"loss": "mse"}})
+
+
 def test_embed_catalogue_views_and_masks(small_synthetic):
     cat, _ = small_synthetic  # no images in this catalogue
     splits = leave_one_out(cat.interactions)

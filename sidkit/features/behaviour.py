@@ -7,9 +7,12 @@ the training split so that validation and test interactions cannot leak into SID
 Matrix factorisation would ignore order; it is not offered.
 
 Model: item embeddings (shared with the output layer) + learned positions, ``n_layers``
-pre-norm causal transformer blocks, binary cross-entropy with one uniformly sampled
-negative per position (Kang & McAuley 2018). Items with no training interaction keep
-their random initial vector and are masked out (``mask=False``).
+pre-norm causal transformer blocks. ``loss``: ``bce`` (default, kept for the existing rows):
+binary cross-entropy with one uniformly sampled negative per position (Kang & McAuley 2018);
+``ce``: full-softmax cross-entropy over the whole catalogue, the objective under which SASRec
+re-runs reach the published Beauty numbers (``sasrec_loss``, also what the item-ID reference
+in benchmarks/references.py trains). Items with no training interaction keep their random
+initial vector and are masked out (``mask=False``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sidkit.devices import built_on_cpu, runs_on_device, to_device
@@ -37,6 +41,14 @@ class SASRecConfig:
     lr: float = 1e-3
     seed: int = 0
     bf16: bool = False  # measured slower than fp32 for this small model on CPU (BENCHMARKS.md)
+    loss: str = "bce"   # "bce" (one sampled negative per position) | "ce" (full softmax over the catalogue)
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"SASRec loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+LOSSES = ("bce", "ce")
 
 
 class SASRec(nn.Module):
@@ -97,7 +109,6 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
     inputs, targets = torch.from_numpy(inputs[keep]), torch.from_numpy(targets[keep])
     lengths = (inputs > 0).sum(1)
     losses: list[float] = []
-    bce = nn.BCEWithLogitsLoss(reduction="none")
     for epoch in progress(range(cfg.epochs), desc="SASRec behaviour model", unit="epoch"):
         model.train()
         total, count = 0.0, 0
@@ -105,15 +116,9 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
             x, y = inputs[idx], targets[idx]
             width = int((x > 0).sum(1).max())  # trim the batch to its longest sequence (left padding)
             x, y = to_device(x[:, -width:]), to_device(y[:, -width:])
-            neg = to_device(torch.randint(1, n_items + 1, y.shape, generator=g, device="cpu"))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 h = model(x)
-            h = h.float()
-            pos_logit = (h * model.item(y)).sum(-1)
-            neg_logit = (h * model.item(neg)).sum(-1)
-            valid = (y > 0).float()
-            loss = ((bce(pos_logit, torch.ones_like(pos_logit)) + bce(neg_logit, torch.zeros_like(neg_logit)))
-                    * valid).sum() / valid.sum()
+            loss = sasrec_loss(model, h.float(), y, cfg.loss, g)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -124,6 +129,25 @@ def train_sasrec(sequences: list[list[int]], n_items: int, cfg: SASRecConfig,
             on_epoch(epoch, losses[-1])
     log.info("SASRec trained: %d epochs, final loss %.4f", cfg.epochs, losses[-1] if losses else float("nan"))
     return model.item.weight.detach()[1:].float().cpu().numpy().copy(), losses
+
+
+def sasrec_loss(model: SASRec, h: torch.Tensor, y: torch.Tensor, loss: str, g: torch.Generator) -> torch.Tensor:
+    """Mean next-item loss over the non-padding positions of ``y`` (0 = padding) given the hidden states ``h``.
+
+    ``bce``: one negative per position drawn uniformly from the catalogue with the CPU generator ``g``;
+    ``ce``: softmax over every item (the output layer is the item embedding table)."""
+    if loss == "ce":
+        valid = y > 0
+        return F.cross_entropy(h[valid] @ model.item.weight[1:].T, y[valid] - 1)
+    # bce: the arithmetic of the rows measured before ``ce`` existed, kept operation for operation
+    n_items = model.item.num_embeddings - 1
+    neg = to_device(torch.randint(1, n_items + 1, y.shape, generator=g, device="cpu"))
+    pos_logit = (h * model.item(y)).sum(-1)
+    neg_logit = (h * model.item(neg)).sum(-1)
+    valid = (y > 0).float()
+    return ((F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit), reduction="none")
+             + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none"))
+            * valid).sum() / valid.sum()
 
 
 def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:

@@ -8,7 +8,7 @@ down-weight such rows; :meth:`ItemEmbeddings.matrix` documents what it does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -53,6 +53,9 @@ class BehaviourFeatureConfig(_Strict):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     bf16: bool = False  # measured slower than fp32 for this small model on CPU (BENCHMARKS.md)
+    # bce: one sampled negative per position (the existing rows); ce: full softmax over the catalogue, the objective
+    # of the tuned item-ID reference (benchmarks/sasrec_tuning.py), sidkit.features.behaviour.sasrec_loss
+    loss: Literal["bce", "ce"] = "bce"
 
 
 class FeatureConfig(_Strict):
@@ -191,10 +194,10 @@ def embed_catalogue(catalogue: Catalogue, splits: Splits | None, config: Feature
             raise ConfigError(f"features.behaviour.model must be 'sasrec', got {b.model!r}")
         sas = SASRecConfig(dim=b.dim, n_layers=b.n_layers, n_heads=b.n_heads, max_len=b.max_len,
                            dropout=b.dropout, block_dropout=b.block_dropout, epochs=b.epochs, batch_size=b.batch_size, lr=b.lr,
-                           seed=cfg.seed, bf16=b.bf16)
+                           seed=cfg.seed, bf16=b.bf16, loss=b.loss)
         vecs, seen, info = behaviour_embeddings(ids, splits.train_sequences(), sas)
         views["behaviour"], masks["behaviour"] = vecs, seen
-        encoders["behaviour"] = {"model": "SASRec", "dim": b.dim, "trained_on": "train split", "epochs": b.epochs,
+        encoders["behaviour"] = {"model": "SASRec", "dim": b.dim, "trained_on": "train split", "epochs": b.epochs, "loss": b.loss,
                                  "final_loss": float(info["losses"][-1]) if info["losses"] else None,
                                  "losses": [float(x) for x in info["losses"]]}
     for name, spec in cfg.precomputed.items():
