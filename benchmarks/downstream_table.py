@@ -303,6 +303,7 @@ def evaluate_row(eval_config: str, version: str, method: str, results: str, allo
         np.save(aucs_path(s), np.stack([values, np.asarray(weights, dtype=np.float64)]), allow_pickle=False)
     ranks = s.get("retrieval", {}).pop("test_ranks", None)
     deep_ranks = s.get("retrieval", {}).pop("test_deep_ranks", None)
+    view_ranks = s.get("retrieval", {}).pop("test_view_ranks", None)
     if ranks is not None:
         import numpy as np
 
@@ -313,6 +314,11 @@ def evaluate_row(eval_config: str, version: str, method: str, results: str, allo
             s["deep_ranks_file"] = s["ranks_file"].replace(".npy", "_deep.npy")
             np.save(ranks_path(results, {"ranks_file": s["deep_ranks_file"]}), np.asarray(deep_ranks, dtype=np.int32),
                     allow_pickle=False)
+        if view_ranks:   # multi-view SIDs: each view's beams alone, the "no ensemble" ablation on the same generator
+            s["view_ranks_files"] = {v: s["ranks_file"].replace(".npy", f"_view-{v}.npy") for v in view_ranks}
+            for v, f in s["view_ranks_files"].items():
+                np.save(ranks_path(results, {"ranks_file": f}), np.asarray(view_ranks[v], dtype=np.int32),
+                        allow_pickle=False)
     s.update({"method": method, "model_version": version, "wall_seconds": wall, "eval_config": eval_config,
               "measured_at": now(), "commit": commit, "code_sha256": code, "embedding_cache_fixed": True,
               "load_average_1min_start": load_start, "contended": not quiet, "load_average_1min_end": round(os.getloadavg()[0], 2),

@@ -138,6 +138,13 @@ def variants(table: str, rows: list[dict]) -> list[str]:
                    f"{base['retrieval']['recall@10']:.4f} | {r['retrieval']['recall@10']:.4f} | "
                    f"{delta_text(paired(table, base, r))} | {base['ranking']['gauc']:.4f} -> {r['ranking']['gauc']:.4f} | "
                    f"{delta_text(paired_gauc(base, r))} |")
+    for r in rows:   # a multi-view row's single views: the ensemble removed, same generator, same users
+        for view, f in (r.get("view_ranks_files") or {}).items() if r.get("status") == "succeeded" else ():
+            own = {**r, "ranks_file": f}
+            out.append(f"| {r['method']}: {view} view's beams only (no ensemble, same generator) v{r['model_version']} | "
+                       f"{r['method']} v{r['model_version']} | {r['retrieval']['recall@10']:.4f} | "
+                       f"{r['retrieval']['single_view'][view]['recall@10']:.4f} | {delta_text(paired(table, r, own))} | "
+                       "- | - |")
     if not out:
         return []
     return ["", "Ablations and variants against their full method (Δ paired on the same test users; Δ GAUC where both "

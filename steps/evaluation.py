@@ -19,7 +19,7 @@ from steps.artifacts import Artifacts
 from steps.context import tracked_run
 
 
-PER_USER = ("test_ranks", "test_deep_ranks", "test_aucs", "test_auc_weights")   # per test user: in the summary only
+PER_USER = ("test_ranks", "test_deep_ranks", "test_view_ranks", "test_aucs", "test_auc_weights")   # per test user: in the summary only
 
 
 @step
@@ -36,6 +36,8 @@ def evaluate_generative_retrieval(sid_table: SIDTable, splits: Splits, retrieval
     metrics["test_ranks"] = per_user[0].ranks.tolist()   # per test user (0 = missed): paired comparisons of rows
     if per_user[0].deep_ranks is not None:
         metrics["test_deep_ranks"] = per_user[0].deep_ranks.tolist()
+    if per_user[0].view_ranks is not None:   # multi-view SIDs: each view's beams alone (the "no ensemble" ablation)
+        metrics["test_view_ranks"] = {v: r.tolist() for v, r in per_user[0].view_ranks.items()}
     arrays = ({"sids": sid_table.sids(), "weights": sid_weights(sid_table)} if cfg.sid_weights == "router" else {})
     bundle = ModelBundle.of("sid-generator", model, cfg.model_dump(mode="json"), arrays=arrays,
                             info={"vocab_size": vocab.size, "max_len": max_tokens(cfg, vocab.length),

@@ -84,6 +84,28 @@ def test_an_ablation_is_its_own_row_and_is_paired_with_its_full_method(tmp_path,
     assert len(lines) == 5 and lines[-1].startswith("| mmq:no_stage2 v1 | mmq v1 |") and "(p 0.00" in lines[-1]
 
 
+def test_a_multi_view_rows_single_views_are_its_no_ensemble_ablation(tmp_path, monkeypatch):
+    """A MACRec row stores each view's own ranks (its beams alone); the table pairs each with the ensemble on the
+    same users, as an ablation of the row's own generator."""
+    monkeypatch.setattr(rows_, "ROOT", tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "ranks"
+    folder.mkdir(parents=True)
+    ensemble = np.random.default_rng(3).integers(0, 30, 2000)
+    text_only = ensemble.copy()
+    text_only[:500] = 0                              # 500 users lose their hit without the image view's beams
+    np.save(folder / "t_macrec_a.npy", ensemble)
+    np.save(folder / "t_macrec_a_view-text.npy", text_only)
+    np.save(folder / "t_macrec_a_view-image.npy", ensemble)
+    row = {**_row("macrec", "d1", 0.30, "x" * 64, "t_macrec_a.npy", "fp32"), "ranking": {"auc": 0.7, "gauc": 0.69},
+           "view_ranks_files": {"text": "t_macrec_a_view-text.npy", "image": "t_macrec_a_view-image.npy"}}
+    row["retrieval"]["single_view"] = {"text": {"recall@10": 0.21}, "image": {"recall@10": 0.30}}
+    lines = rows_.variants("t", [row])
+    text = next(x for x in lines if "text view's beams only" in x)
+    image = next(x for x in lines if "image view's beams only" in x)
+    assert "| macrec v1 | 0.3000 | 0.2100 | -0.0" in text and "(p 0.00" in text
+    assert "+0.0000" in image
+
+
 def test_gauc_is_paired_on_the_same_users_from_stored_per_user_aucs(tmp_path, monkeypatch):
     monkeypatch.setattr(rows_, "ROOT", tmp_path)
     folder = tmp_path / "benchmarks" / "results" / "ranks"

@@ -158,8 +158,45 @@ def test_dual_view_ensemble_rewards_items_both_views_find():
             return logits, ItemDecodeState(torch.zeros(B, 1), torch.zeros(B, 0, dtype=torch.long), task)
 
     model = Fixed(vocab, 1 + 3 * 2, GeneratorConfig(d_model=8, n_layers=1, n_heads=1, d_ff=8), [[0], [1]])
-    ranked = generate_ranked(model, vocab, sids, [[0, 1]], cfg, [[0], [1]])
+    single: dict = {}
+    ranked = generate_ranked(model, vocab, sids, [[0, 1]], cfg, [[0], [1]], single_view=single)
     assert ranked[0][0] == 1
     no_bonus = generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}),
                                [[0], [1]])
     assert no_bonus[0] == [0, 1, 2]                     # view 0's beams only
+    # the same beams give each view's own ranking: view 0's is exactly the ensemble switched off
+    assert single == {0: no_bonus, 1: [[2, 1, 0]]}
+    untouched: dict = {}
+    generate_ranked(model, vocab, sids, [[0, 1]], cfg.model_copy(update={"ensemble_bonus": None}), [[0], [1]],
+                    single_view=untouched)
+    assert untouched == {}                              # no ensemble ran: nothing to ablate
+
+
+def test_a_multi_view_evaluation_reports_each_views_own_ranking():
+    """evaluate_retrieval on a MACRec-layout SID: besides the ensemble's ranks, each view's beams alone (the "no
+    ensemble" ablation of the same generator), named by modality, as metrics and per-user ranks."""
+    import polars as pl
+
+    from sidkit.data.splits import leave_one_out
+    from sidkit.evaluation.downstream import evaluate_retrieval
+    from sidkit.retrieval.metrics import retrieval_metrics
+    from sidkit.sids.table import build_sid_table
+
+    sids, users = _two_view_walks()
+    ids = [f"m{i}" for i in range(len(sids))]
+    inter = pl.DataFrame([{"user_id": f"u{u}", "item_id": ids[i], "position": p}
+                          for u, seq in enumerate(users) for p, i in enumerate(seq)])
+    table = build_sid_table(ids, sids, sids, "macrec", [8, 8, 8, 8], "relocate",
+                            info={"experts": ["text(text)", "image(image)"], "levels": 2})
+    cfg = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, epochs=2, batch_size=64, beam_size=10, max_history=8)
+    per_user: list = []
+    metrics, *_ = evaluate_retrieval(table, leave_one_out(inter, 8), cfg, per_user=per_user)
+    views = per_user[0].view_ranks
+    assert set(views) == set(metrics["single_view"]) == {"text", "image"}
+    for name, ranks in views.items():
+        assert len(ranks) == metrics["n_users"] == len(per_user[0].ranks)
+        assert metrics["single_view"][name]["recall@10"] == pytest.approx(retrieval_metrics(ranks, (10,))["recall@10"])
+    assert any((views[v] != per_user[0].ranks).any() for v in views)   # the ensemble is not either view alone
+    # no ensemble configured: nothing to ablate, no single-view results
+    metrics, *_ = evaluate_retrieval(table, leave_one_out(inter, 8), {**cfg, "ensemble_bonus": None})
+    assert "single_view" not in metrics

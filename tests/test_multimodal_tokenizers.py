@@ -74,6 +74,9 @@ def test_macrec_collisions_per_modality_make_each_branch_unique(views):
     assert q2.collision_rate_final == 0 and table.info["collisions_per_expert"] is True
     assert collision_rate(table.sids()[:, :2]) == 0 and collision_rate(table.sids()[:, 2:]) == 0
     assert q2.collision_rate_per_expert == q.collision_rate_per_expert       # the raw rates, before resolution
+    # downstream, the SID is read as one view per branch, each named by its modality
+    from sidkit.evaluation.downstream import sid_views, view_names
+    assert sid_views(table) == [[0, 1], [2, 3]] and view_names(table, 2) == ["text", "image"]
     # append mode keeps the layout: the new items are unique per branch against the published ones too
     ids = table.frame["item_id"].to_list()
     published = build_sid_table(ids[:300], table.codes()[:300], table.sids()[:300], table.method,

@@ -111,6 +111,7 @@ class PerUser:
     strata: np.ndarray                    # stratum of the user's test target
     ranks: np.ndarray | None = None       # retrieval: 1-based rank of the target in the beam list, 0 = missed
     deep_ranks: np.ndarray | None = None  # retrieval: the same in the deep beam's list (deep_beam_size), if any
+    view_ranks: dict[str, np.ndarray] | None = None  # retrieval, multi-view SIDs: the same per view's beams alone
     auc: np.ndarray | None = None         # ranking: the user's AUC over its impressions (NaN: one class)
     weight: np.ndarray | None = None      # ranking: the user's number of impressions (GAUC weight)
 
@@ -127,6 +128,14 @@ def sid_views(table: SIDTable, mode: str = "auto") -> list[list[int]] | None:
         return None
     levels = int(table.info["levels"])
     return [list(range(e * levels, (e + 1) * levels)) for e in range(len(experts))]
+
+
+def view_names(table: SIDTable, n_views: int) -> list[str]:
+    """A name per view of a multi-view SID: its branch's view(s) from ``info["experts"]`` (``text(text)`` ->
+    ``text``), else ``view<i>``."""
+    experts = table.info.get("experts") or []
+    names = [e.split("(", 1)[1].rstrip(")") if "(" in e else e for e in experts[:n_views]]
+    return names if len(names) == n_views and len(set(names)) == n_views else [f"view{v}" for v in range(n_views)]
 
 
 def sid_weights(table: SIDTable) -> np.ndarray | None:
@@ -153,10 +162,16 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
                                             on_epoch=on_epoch, views=views, weights=sid_weights(table))
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranked = generate_ranked(model, vocab, sids, data.test_hist, cfg, views)
+    single: dict[int, list[list[int]]] | None = {} if views and cfg.ensemble_bonus is not None else None
+    ranked = generate_ranked(model, vocab, sids, data.test_hist, cfg, views, single_view=single)
     ranks = target_ranks(ranked, data.test_tgt)
     ks = (1, 5, 10) + tuple(k for k in DEEP_KS if k <= cfg.beam_size)
     metrics = retrieval_metrics(ranks, ks, intervals=INTERVAL_KS)
+    view_ranks = None
+    if single:   # the dual-view ensemble ran: each view's own ranking is its "no ensemble" ablation
+        names = view_names(table, len(views))
+        view_ranks = {names[v]: target_ranks(r, data.test_tgt) for v, r in sorted(single.items())}
+        metrics["single_view"] = {n: retrieval_metrics(r, ks, intervals=INTERVAL_KS) for n, r in view_ranks.items()}
     metrics["by_popularity"] = _by_stratum(np.asarray(data.strata), lambda m: retrieval_metrics(ranks[m], ks))
     metrics["train_seconds"] = train_s
     metrics["eval_seconds"] = time.perf_counter() - t0
@@ -179,7 +194,7 @@ def evaluate_retrieval(table: SIDTable, splits: Splits, cfg: GeneratorConfig | d
         metrics["deep_beam_size"] = cfg.deep_beam_size
         metrics["deep_eval_seconds"] = time.perf_counter() - t0
     if per_user is not None:
-        per_user.append(PerUser(np.asarray(data.strata), ranks=ranks, deep_ranks=deep_ranks))
+        per_user.append(PerUser(np.asarray(data.strata), ranks=ranks, deep_ranks=deep_ranks, view_ranks=view_ranks))
     return metrics, model.cpu(), vocab, history
 
 

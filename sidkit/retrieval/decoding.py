@@ -116,7 +116,8 @@ def view_indexes(sids: np.ndarray, views: list[list[int]] | None) -> list[ViewIn
 @runs_on_device
 def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray, histories: list[list[int]],
                     cfg: GeneratorConfig, views: list[list[int]] | None = None,
-                    indexes: list[ViewIndex] | None = None) -> list[list[int]]:
+                    indexes: list[ViewIndex] | None = None,
+                    single_view: dict[int, list[list[int]]] | None = None) -> list[list[int]]:
     """Ranked item rows per history (item rows), by beam search batched across users.
 
     One view (any SID): the beams' SIDs in score order. Several views (MACRec): each view's beams
@@ -125,6 +126,9 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
     found in one view keep their score (the dual-view ensemble); otherwise view 0's beams only.
     Items sharing a view SID share its score, in catalogue order. ``indexes``: ``view_indexes(sids,
     views)`` when the caller ranks repeatedly (validation), so the tries are built once.
+    ``single_view`` (a dict, filled when the ensemble runs): per view, each history's ranking by that view's
+    beams alone, from the same beams (for view 0 exactly what ``ensemble_bonus: None`` gives): the "no
+    ensemble" ablation at no extra cost, on the same generator and users.
     """
     model.to(torch.get_default_device())   # SIDKIT_DEVICE (sidkit.devices); a no-op where it already is
     indexes = indexes or view_indexes(sids, views)
@@ -146,10 +150,14 @@ def generate_ranked(model: SIDGenerator, vocab: SIDVocabulary, sids: np.ndarray,
         for b in range(batch.shape[0]):
             found: dict[int, list[float]] = {}
             for v, ranked, scores in per_view:
+                own = []                           # this view's items in its beam order
                 for j, sid in enumerate(ranked[b]):
                     for item in indexes[v].items[indexes[v].trie.item(sid)]:
                         if item not in seen[b]:
                             found.setdefault(item, []).append(float(scores[b, j]))
+                            own.append(item)
+                if single_view is not None and len(used) > 1:
+                    single_view.setdefault(v, []).append(own)
             if len(used) == 1:
                 out.append(list(found))            # insertion order = beam order
             else:
