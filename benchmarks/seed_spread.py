@@ -86,6 +86,25 @@ def gauc_delta(results: str, base: list[dict], other: list[dict], paired_seeds: 
     return f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
 
 
+def _host(run: dict) -> str:
+    return f"{run.get('isa', '-')} · {run.get('precision') or '-'}"
+
+
+def hosts(runs: list[dict]) -> str:
+    """The distinct ISA · precision of ``runs``: one table may gather seeds measured on different machines."""
+    return ", ".join(sorted({_host(r) for r in runs}))
+
+
+def seeds_by_host(runs: list[dict]) -> str:
+    """Where each seed ran: ``AVX2 · fp32`` when all did on one kind of host, else ``s0 s1 AVX2 · fp32; s2 ...``."""
+    groups: dict[str, list[str]] = {}
+    for r in runs:
+        groups.setdefault(_host(r), []).append(f"s{r['tokenizer_seed']}")
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{' '.join(seeds)} {host}" for host, seeds in groups.items())
+
+
 def table(results: str, rows: list[dict], dataset: str, eval_config: str, protocol: str) -> str:
     from sidkit.evaluation.seeds import seed_bootstrap
 
@@ -95,7 +114,8 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
     base = by_method.get("rqvae")
     base_hits, base_gains = (per_user(results, base, "recall"), per_user(results, base, "ndcg")) if base else (None, None)
     lines = [f"### {dataset}: methods over tokenizer seeds ({eval_config})\n",
-             f"{now()} · {machine()} · `python benchmarks/seed_spread.py --dataset {dataset} --write` · each seed: "
+             f"Written {now()} on {machine()}; the rows were measured on {hosts(rows)} (per seed: the last column) · "
+             f"`python benchmarks/seed_spread.py --dataset {dataset} --write` · each seed: "
              "`run.py train --set tokenizer.seed=S --set features.seed=S`, then `run.py evaluate` on that version "
              f"(eval_config_sha256 `{protocol[:12]}`, the generator's own seed fixed by it). Mean over seeds with a "
              "two-level bootstrap interval (seeds and users); Δ vs RQ-VAE: difference of the means, users paired, seeds "
@@ -119,10 +139,10 @@ def table(results: str, rows: list[dict], dataset: str, eval_config: str, protoc
         seeds = ", ".join(f"{r['retrieval']['recall@10']:.4f} (s{r['tokenizer_seed']}, v{r['model_version']})" for r in runs)
         gaucs = " / ".join(f"{r['ranking']['gauc']:.4f}" for r in runs)
         sd = f"{r10['seed_sd']:.4f}" if r10["seed_sd"] is not None else "-"
-        where = sorted({f"{r.get('isa', '-')} · {r.get('precision') or '-'}" for r in runs})
+        where = seeds_by_host(runs)
         lines.append(f"| {method} | {len(runs)} | {seeds} | {r10['mean']:.4f} [{r10['ci_low']:.4f}, {r10['ci_high']:.4f}] | "
                      f"{sd} | {n10['mean']:.4f} [{n10['ci_low']:.4f}, {n10['ci_high']:.4f}] | {delta} | {ndelta} | "
-                     f"{gaucs} | {gdelta} | {', '.join(where)} |")
+                     f"{gaucs} | {gdelta} | {where} |")
     ablations = [m for m in by_method if ":" in m and m.split(":")[0] in by_method]
     if ablations:
         lines += ["", "Ablations against their full method, seed s against seed s (both trained with every seed set to s) "

@@ -195,7 +195,9 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
             runs.append({**_row(f"{method}@seed{seed}", "d", hit, "x" * 64, f"s_{method}_{seed}.npy", "fp32"),
                          "tokenizer_method": method, "tokenizer_seed": seed, "model_version": str(seed + 1),
                          "ranking": {"gauc": 0.8}, "aucs_file": f"s_{method}_{seed}_auc.npy"})
+    runs[-1].update(isa="AVX2")                                     # one seed measured on another kind of host
     text = seeds.table("s", runs, "movielens", "configs/eval_movielens.yaml", "p" * 64)
+    assert "the rows were measured on AMX · fp32, AVX2 · fp32" in text
     rqvae, adasid = [line for line in text.splitlines() if line.startswith(("| rqvae |", "| adasid |"))]
     assert rqvae.count("(s") == 3 and "| - |" in rqvae             # the baseline has no difference to itself
     lift = float(adasid.split(" | ")[6].split(" ")[0])
@@ -204,6 +206,9 @@ def test_the_seed_table_compares_methods_over_their_seeds(tmp_path, monkeypatch)
     assert 0.03 < float(gauc.split(" ")[0]) < 0.07 and "(p 0.00" in gauc
     ablation = [line for line in text.splitlines() if line.startswith("| adasid:no_router | adasid |")]
     assert len(ablation) == 1 and ablation[0].count("(s") == 3        # against ADA-SID, seed by seed
+    assert adasid.endswith("| AMX · fp32 |")                          # one host: said once
+    no_router = [line for line in text.splitlines() if line.startswith("| adasid:no_router | 3 |")][0]
+    assert no_router.endswith("| s0 s1 AMX · fp32; s2 AVX2 · fp32 |")  # which seed ran where
     lift = float(ablation[0].split(" | ")[4].split(" ")[0])
     assert lift < -0.05 and "(p 0.00" in ablation[0].split(" | ")[4]
     assert float(ablation[0].split(" | ")[7].split(" ")[0]) < -0.03   # no_router's AUCs were drawn at the base's
