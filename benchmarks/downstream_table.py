@@ -38,6 +38,7 @@ from benchmarks.row_comparisons import (  # noqa: E402
     against,
     aucs_path,
     delta_text,
+    hosts,
     interval,
     paired,
     paired_gauc,
@@ -209,7 +210,7 @@ def main() -> None:
     stale = [merged[m] for m in ordered(merged) if merged[m].get("eval_config_sha256") != protocol]
     rows = [merged[m] for m in ordered(merged) if merged[m].get("eval_config_sha256") == protocol]
     lines = [f"### Downstream on {args.dataset} ({eval_config}): generative retrieval and ranking per tokenizer\n",
-             f"Written {now()} on {machine()}; the rows were measured on {row_hosts(rows)} (per row: the last "
+             f"Written {now()} on {machine()}; the rows were measured on {hosts(rows)} (per row: the last "
              f"column) · `python benchmarks/downstream_table.py --dataset {args.dataset} --eval-config {eval_config} --write` · "
              f"each row: `run.py evaluate --config {eval_config}` on the latest model version of that method "
              f"(`measured_at`, `commit` per row in benchmarks/results/{results}.json). Protocol: "
@@ -263,11 +264,6 @@ def main() -> None:
     print(table)
     if args.write:
         update_block(results.replace("_", "-"), table)
-
-
-def row_hosts(rows: list[dict]) -> str:
-    """The distinct ``ISA · precision`` of a table's rows: rows are re-run one at a time, often on other machines."""
-    return ", ".join(sorted({f"{r.get('isa', '-')} · {r.get('retrieval', {}).get('precision') or '-'}" for r in rows})) or "-"
 
 
 def evaluate_row(eval_config: str, version: str, method: str, results: str, allow_contended: bool = False) -> dict:

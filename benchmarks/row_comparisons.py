@@ -70,11 +70,21 @@ def interval(r: dict, key: str) -> str:
     return f"{r[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{r[key]:.4f}"
 
 
+def host(row: dict) -> str:
+    """``ISA · precision`` a row ran with; '-' where an older row lacks them."""
+    return f"{row.get('isa', '-')} · {row.get('precision') or '-'}"
+
+
+def hosts(rows: list[dict]) -> str:
+    """The distinct ``ISA · precision`` of a table's rows: rows are re-run one at a time, often on other machines."""
+    return ", ".join(sorted({host(r) for r in rows})) or "-"
+
+
 def where(row: dict) -> str:
     """ISA, precision and load average (start -> end) a row ran with; '-' where an older row lacks them."""
     load = (f"{row['load_average_1min_start']:.1f} -> {row['load_average_1min_end']:.1f}"
             if "load_average_1min_start" in row else "-")
-    return f"{row.get('isa', '-')} · {row.get('precision') or '-'} · {load}{' (contended)' if row.get('contended') else ''}"
+    return f"{host(row)} · {load}{' (contended)' if row.get('contended') else ''}"
 
 
 def reruns(table: str, rows: list[dict], previous: list[dict]) -> list[str]:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, machine, now, save_json, update_block, wait_for_quiet  # noqa: E402
 from benchmarks.downstream_table import current_eval_sha, evaluate_row, train_config  # noqa: E402
-from benchmarks.row_comparisons import ranks_path  # noqa: E402
+from benchmarks.row_comparisons import host, hosts, ranks_path  # noqa: E402
 
 
 def train(dataset: str, method: str, seed: int) -> dict:
@@ -86,20 +86,11 @@ def gauc_delta(results: str, base: list[dict], other: list[dict], paired_seeds: 
     return f"{d['lift']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] (p {d['p_value']:.3f})"
 
 
-def _host(run: dict) -> str:
-    return f"{run.get('isa', '-')} · {run.get('precision') or '-'}"
-
-
-def hosts(runs: list[dict]) -> str:
-    """The distinct ISA · precision of ``runs``: one table may gather seeds measured on different machines."""
-    return ", ".join(sorted({_host(r) for r in runs}))
-
-
 def seeds_by_host(runs: list[dict]) -> str:
     """Where each seed ran: ``AVX2 · fp32`` when all did on one kind of host, else ``s0 s1 AVX2 · fp32; s2 ...``."""
     groups: dict[str, list[str]] = {}
     for r in runs:
-        groups.setdefault(_host(r), []).append(f"s{r['tokenizer_seed']}")
+        groups.setdefault(host(r), []).append(f"s{r['tokenizer_seed']}")
     if len(groups) == 1:
         return next(iter(groups))
     return "; ".join(f"{' '.join(seeds)} {host}" for host, seeds in groups.items())
